@@ -1,0 +1,31 @@
+"""The shape every service handler has: a request in, a reply outcome out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from parsers import ParseResult
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One citizen's request: who sent it (E.164) and what the parser made of the text."""
+
+    sender: str
+    parsed: ParseResult
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A reply outcome of a service; `replies/` turns it into text."""
+
+    service: str
+    outcome: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[psycopg.Connection, Request], Reply]

@@ -1,0 +1,1 @@
+"""SQL of the backing stores, one module per store."""

@@ -1,0 +1,13 @@
+"""The mobile citizens base (MBG): which IIN a phone number belongs to."""
+
+from __future__ import annotations
+
+import psycopg
+
+_IIN_BY_PHONE = "SELECT iin FROM mbg.subscribers WHERE phone = %s"
+
+
+def iin_by_phone(conn: psycopg.Connection, phone: str) -> str | None:
+    """The IIN registered to `phone` (E.164), or None when the number is not in MBG."""
+    row = conn.execute(_IIN_BY_PHONE, (phone,)).fetchone()
+    return row[0] if row else None
