@@ -1,0 +1,40 @@
+"""The file transport: one JSON object per SMS sent, appended to a JSON Lines file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+from replies.transports.base import Sms, TransportError
+
+
+class FileTransport:
+    """Appends each SMS to `path`; safe for several processes at once."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def send(self, sms: Sms) -> str | None:
+        """Write the SMS as one line with a single O_APPEND write, so lines never interleave."""
+        line = json.dumps({
+            "from": sms.sender, "to": sms.recipient, "text": sms.text,
+            "inbound_id": sms.inbound_id, "outbound_id": sms.outbound_id,
+            "sent_at": dt.datetime.now(dt.UTC).isoformat(),
+        }, ensure_ascii=False) + "\n"
+        try:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            os.write(self._fd, line.encode("utf-8"))
+        except OSError as error:
+            raise TransportError(f"cannot write {self.path}: {error}", retryable=True) from error
+        return None
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,114 @@
+"""The Celery app: queues, routes and the delivery guarantees of the broker.
+
+Queues: `inbound` (parse and dispatch), `svc.<service>` (one per service, so a
+slow registry delays only its own service), `outbound` (the sender).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cached_property
+
+from celery import Celery
+from celery.signals import setup_logging
+from kombu import Queue
+
+from parsers import KeywordIndex
+from replies.templates import Templates
+from replies.transports import Transport, from_url
+from services.registry import default_registry
+from workers import db, logs, tasks
+from workers.pipeline import Pipeline
+from workers.settings import Settings, load_settings
+
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+
+
+def service_queue(service: str) -> str:
+    """The queue of one service's tasks."""
+    return f"svc.{service}"
+
+
+class Runtime:
+    """Per-process resources, built on first use: after the prefork pool has forked."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        """Pool, parser index, registry and templates of this process."""
+        registry = default_registry()
+        return Pipeline(
+            pool=db.create_pool(self.settings.database_url or "",
+                                statement_timeout_ms=self.settings.statement_timeout_ms),
+            index=KeywordIndex.build(registry, self.settings.shortcodes),
+            registry=registry,
+            templates=Templates.load(self.settings.templates),
+            sla=dt.timedelta(seconds=self.settings.sla_seconds),
+        )
+
+    @cached_property
+    def transport(self) -> Transport:
+        """The outbound transport of this process."""
+        return from_url(self.settings.transport_url)
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app for `settings`, with every task registered."""
+    app = Celery("govsms", broker=settings.redis_url, set_as_current=False)
+    services = _services(settings)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_backend=None,
+        task_ignore_result=True,
+        # A task is acknowledged after it ran; if its process dies, the message goes back.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # Redis redelivers what a dead worker held after the visibility timeout; keep it
+        # well inside the 60 s SLA and longer than any task may run or wait (see README).
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+        },
+        broker_connection_retry_on_startup=True,
+        task_time_limit=max(settings.visibility_timeout - 5, 5),
+        task_soft_time_limit=max(settings.visibility_timeout - 10, 3),
+        # Publishing gives up fast, so the ingest can answer 503 while the bridge still waits.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
+                                   "interval_step": 0.2, "interval_max": 0.5},
+        task_default_queue=INBOUND,
+        task_queues=[Queue(INBOUND), Queue(OUTBOUND),
+                     *(Queue(service_queue(s)) for s in services)],
+        task_routes={tasks.DISPATCH: {"queue": INBOUND}, tasks.DELIVER: {"queue": OUTBOUND},
+                     tasks.RECONCILE: {"queue": INBOUND}},
+        worker_prefetch_multiplier=4,
+        worker_hijack_root_logger=False,
+        beat_schedule={"reconcile": {"task": tasks.RECONCILE, "schedule": 10.0}},
+        timezone="UTC",
+    )
+    app.govsms = Runtime(settings)  # type: ignore[attr-defined]
+    tasks.register(app, service_queue=service_queue, outbound_queue=OUTBOUND)
+    return app
+
+
+def all_queues(settings: Settings) -> list[str]:
+    """Every queue name, for a worker that serves them all."""
+    return [INBOUND, *(service_queue(s) for s in _services(settings)), OUTBOUND]
+
+
+def _services(settings: Settings) -> list[str]:
+    return sorted({name for names in settings.shortcodes.values() for name in names})
+
+
+# What `celery -A workers.celery_app` finds; the settings come from the environment.
+app = create_app(load_settings())
+
+
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    # Celery's own logging set-up is replaced by ours, which masks personal data.
+    logs.configure(load_settings().log_level)

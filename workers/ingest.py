@@ -1,0 +1,167 @@
+"""The ingest HTTP server: the door for the operator's SMSC bridge.
+
+Every message is recorded in PostgreSQL and its id enqueued on Redis before
+the bridge gets a 2xx; if either fails, the bridge gets 503 and retries.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import psycopg
+from celery import Celery
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from psycopg_pool import ConnectionPool
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from services.phones import to_e164
+from workers import db, messages
+from workers.celery_app import INBOUND, create_app as create_celery
+from workers.logs import mask_phone
+from workers.settings import Settings
+from workers.tasks import DISPATCH
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 10_000
+DEFAULT_SOURCE = "http"
+TOKEN_HEADER = "X-Bridge-Token"
+
+
+class InboundSms(BaseModel):
+    """A mobile-originated SMS as a bridge hands it over."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    sender: str = Field(alias="from", min_length=1, max_length=64)
+    to: str = Field(min_length=1, max_length=32)
+    text: str = Field("", max_length=MAX_TEXT)
+    id: str | None = Field(None, max_length=128, description="The bridge's message id")
+    smsc: str | None = Field(None, max_length=64, description="The link it came through")
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What the ingest did with one message."""
+
+    id: int
+    duplicate: bool
+
+
+class Unavailable(Exception):
+    """The message could not be recorded or enqueued: the bridge must retry."""
+
+
+class Ingest:
+    """Records and enqueues inbound messages."""
+
+    def __init__(self, settings: Settings, pool: ConnectionPool, celery: Celery) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.celery = celery
+
+    def accept(self, sms: InboundSms) -> Accepted:
+        """Record `sms` once and enqueue it; a known message is enqueued again only if unanswered."""
+        region = self.settings.regions.get(sms.to, "KZ")
+        sender = to_e164(sms.sender, region) or sms.sender
+        try:
+            with self.pool.connection() as conn:
+                recorded = messages.record_inbound(
+                    conn, source=sms.smsc or DEFAULT_SOURCE, external_id=sms.id or uuid.uuid4().hex,
+                    sender=sender, shortcode=sms.to, text=sms.text)
+        except psycopg.Error as error:
+            log.error("cannot record inbound from %s: %s", mask_phone(sender), type(error).__name__)
+            raise Unavailable("message store unavailable") from error
+        if recorded.new or recorded.state == "received":
+            # A repeat of a message not yet picked up may be one whose first enqueue failed.
+            try:
+                self.celery.send_task(DISPATCH, args=[[recorded.id]], queue=INBOUND)
+            except Exception as error:  # kombu and redis raise several unrelated types
+                log.error("cannot enqueue inbound %s: %s", recorded.id, type(error).__name__)
+                raise Unavailable("queue unavailable") from error
+        log.info("inbound %s from %s to %s%s", recorded.id, mask_phone(sender), sms.to,
+                 "" if recorded.new else " (repeat)")
+        return Accepted(recorded.id, duplicate=not recorded.new)
+
+
+def _check_bridge(request: Request) -> None:
+    """Only configured bridges get in: allowed address, then the shared secret."""
+    settings: Settings = request.app.state.settings
+    client = request.client.host if request.client else ""
+    if settings.bridge_allow_ips:
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            address = None
+        if address is None or not any(address in net for net in settings.bridge_allow_ips):
+            log.warning("refused %s %s from %s: address not allowed", request.method,
+                        request.url.path, client)
+            raise HTTPException(403, "address not allowed")
+    token = request.headers.get(TOKEN_HEADER) or request.query_params.get("token") or ""
+    if not hmac.compare_digest(token.encode(), request.app.state.secret.encode()):
+        log.warning("refused %s %s from %s: bad or missing token", request.method,
+                    request.url.path, client)
+        raise HTTPException(401, "bad or missing bridge token")
+
+
+async def _accept(request: Request, sms: InboundSms) -> Accepted:
+    try:
+        return await run_in_threadpool(request.app.state.ingest.accept, sms)
+    except Unavailable as error:
+        raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from None
+
+
+def create_app(settings: Settings, *, celery: Celery | None = None) -> FastAPI:
+    """The ingest ASGI app for `settings`."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = db.create_pool(settings.database_url or "", max_size=10, name="ingest",
+                              statement_timeout_ms=settings.statement_timeout_ms)
+        app.state.ingest = Ingest(settings, pool, celery or create_celery(settings))
+        try:
+            yield
+        finally:
+            pool.close()
+
+    app = FastAPI(title="govsms ingest", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.secret = settings.secret()
+    bridge = [Depends(_check_bridge)]
+
+    @app.api_route("/sms/inbound", methods=["GET", "POST"], dependencies=bridge,
+                   response_class=PlainTextResponse, status_code=202)
+    async def kannel_inbound(request: Request) -> str:
+        """Kannel get-url / post style: `from`, `to`, `text`, `id`, `smsc` as query or form."""
+        fields = dict(request.query_params)
+        if request.method == "POST":
+            fields.update({k: v for k, v in (await request.form()).items() if isinstance(v, str)})
+        fields.pop("token", None)
+        try:
+            sms = InboundSms.model_validate(fields)
+        except ValueError as error:
+            raise HTTPException(400, "expected from, to, text, id, smsc") from error
+        accepted = await _accept(request, sms)
+        return "duplicate" if accepted.duplicate else "accepted"
+
+    @app.post("/v1/messages/inbound", dependencies=bridge, status_code=202)
+    async def json_inbound(request: Request, sms: InboundSms) -> JSONResponse:
+        """The same, as JSON: {"from", "to", "text", "id", "smsc"}."""
+        accepted = await _accept(request, sms)
+        return JSONResponse({"id": accepted.id, "duplicate": accepted.duplicate}, status_code=202)
+
+    @app.get("/v1/messages/inbound/{inbound_id}/replies", dependencies=bridge)
+    def inbound_replies(inbound_id: int, request: Request) -> dict:
+        """The reply parts of an inbound message and their states."""
+        with request.app.state.ingest.pool.connection() as conn:
+            return {"replies": messages.replies(conn, inbound_id)}
+
+    return app

@@ -1,0 +1,103 @@
+"""`govsms run`: the whole gateway on one machine, with embedded servers when none is configured."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from workers import db, embedded
+from workers.celery_app import INBOUND, OUTBOUND, all_queues
+from workers.settings import RUNTIME_FILE, Settings
+from workers.supervisor import Child, Supervisor
+
+log = logging.getLogger(__name__)
+
+
+def _python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def _start_server(sup: Supervisor, spec: embedded.ServerSpec, logs: Path) -> str:
+    child = sup.start(Child(spec.name, spec.argv, logs / f"{spec.name}.log", user=spec.user,
+                            group=spec.group, stop_signal=signal.SIGINT
+                            if spec.name == "postgres" else signal.SIGTERM))
+    embedded.wait_ready(spec, child.alive)
+    return spec.url
+
+
+def run(settings: Settings) -> int:
+    """Start servers as needed, migrate, start the gateway's processes and supervise them."""
+    data_dir = settings.data_dir.resolve()
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    settings.ensure_secret()
+    sup = Supervisor()
+    stop = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    runtime = data_dir / RUNTIME_FILE
+    try:
+        redis_url = settings.redis_url or _start_server(sup, embedded.redis_spec(data_dir), logs)
+        database_url = settings.database_url or _start_server(
+            sup, embedded.postgres_spec(data_dir), logs)
+        runtime.write_text(json.dumps({"redis_url": redis_url, "database_url": database_url,
+                                       "pid": os.getpid()}))
+        applied = db.migrate(database_url)
+        log.info("migrations applied: %s", ", ".join(applied) or "none pending")
+        env = {**os.environ, "GOVSMS_REDIS_URL": redis_url, "GOVSMS_DATABASE_URL": database_url,
+               "GOVSMS_DATA_DIR": str(data_dir), "GOVSMS_TRANSPORT": settings.transport_url}
+        celery = _python("-m", "celery", "-A", "workers.celery_app")
+        worker_opts = ["--without-gossip", "--without-mingle", "--loglevel", settings.log_level,
+                       "--concurrency", str(settings.concurrency)]
+        service_queues = [q for q in all_queues(settings) if q not in (INBOUND, OUTBOUND)]
+        for child in (
+            Child("ingest", _python("-m", "workers.cli", "ingest"), logs / "ingest.log", env),
+            Child("worker-inbound", [*celery, "worker", "-Q", ",".join([INBOUND, *service_queues]),
+                                     "-n", "inbound@%h", *worker_opts], logs / "worker-inbound.log",
+                  env),
+            Child("worker-outbound", [*celery, "worker", "-Q", OUTBOUND, "-n", "outbound@%h",
+                                      *worker_opts], logs / "worker-outbound.log", env),
+            Child("beat", [*celery, "beat", "--loglevel", settings.log_level,
+                           "-s", str(data_dir / "celerybeat-schedule")], logs / "beat.log", env),
+        ):
+            sup.start(child)
+        _print_banner(settings, redis_url, database_url, logs)
+        while not stop:
+            sup.check()
+            time.sleep(0.5)
+        log.info("stopping")
+        return 0
+    finally:
+        sup.stop()
+        runtime.unlink(missing_ok=True)
+
+
+def _mask_url(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _print_banner(settings: Settings, redis_url: str, database_url: str, logs: Path) -> None:
+    print(f"""govsms is running. Ctrl-C stops it.
+  ingest HTTP   {settings.ingest_url}/sms/inbound  (Kannel get-url), /v1/messages/inbound (JSON)
+  redis         {_mask_url(redis_url)}
+  postgresql    {_mask_url(database_url)}
+  transport     {_mask_url(settings.transport_url)}
+  logs          {logs}/
+Try:  govsms send --from +77011234567 --to 1414 --wait 10 "hello"
+""", flush=True)

@@ -1,0 +1,112 @@
+"""The one settings object. Read here, in `workers/`, and passed inward as plain arguments."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+RUNTIME_FILE = "runtime.json"
+SECRET_FILE = "bridge_secret"
+
+DEFAULT_SHORTCODES: dict[str, list[str]] = {
+    "1414": ["tech_inspection", "kindergarten_queue", "housing_queue"],
+    "8188": ["account_registration"],
+}
+DEFAULT_REGIONS: dict[str, str] = {"1414": "KZ", "8188": "VN"}
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from environment variables prefixed `GOVSMS_`."""
+
+    model_config = SettingsConfigDict(env_prefix="GOVSMS_", extra="ignore")
+
+    redis_url: str | None = Field(None, description="Broker; unset: `govsms run` starts its own")
+    database_url: str | None = Field(None, description="Message store and registries; unset: "
+                                                       "`govsms run` starts its own")
+    transport: str | None = Field(None, description="`file://PATH` or `kannel+http://USER:PASS@"
+                                                    "HOST:PORT/cgi-bin/sendsms`; unset: "
+                                                    "`file://DATA_DIR/outbox.jsonl`")
+    data_dir: Path = Field(Path(".govsms"), description="Embedded servers, generated secret, outbox")
+    http_host: str = Field("127.0.0.1", description="Ingest HTTP listen address")
+    http_port: int = Field(8080, description="Ingest HTTP port")
+    bridge_secret: SecretStr | None = Field(None, description="Shared secret of the SMSC bridge; "
+                                                              "unset: generated into DATA_DIR")
+    bridge_allow_ips: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list, description="Networks the bridge may call from (JSON list); "
+                                          "empty: any")
+    shortcodes: dict[str, list[str]] = Field(
+        default_factory=lambda: dict(DEFAULT_SHORTCODES),
+        description="Which services answer on which short code (JSON)")
+    regions: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_REGIONS),
+        description="Country of the senders per short code, for phone numbers (JSON)")
+    sla_seconds: float = Field(60.0, description="Reply deadline after receipt")
+    visibility_timeout: int = Field(30, description="Seconds before Redis redelivers an "
+                                                    "unacknowledged task")
+    concurrency: int = Field(2, description="Processes per Celery worker")
+    statement_timeout_ms: int = Field(5000, description="PostgreSQL statement timeout")
+    templates: Path | None = Field(None, description="Reply templates (TOML) replacing the "
+                                                     "built-in ones")
+    log_level: str = Field("INFO", description="Log level")
+
+    @field_validator("bridge_allow_ips", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def outbox(self) -> Path:
+        """The file transport's default path."""
+        return self.data_dir / "outbox.jsonl"
+
+    @property
+    def transport_url(self) -> str:
+        """The configured transport, or the file transport under the data dir."""
+        return self.transport or f"file://{self.outbox.resolve()}"
+
+    @property
+    def ingest_url(self) -> str:
+        """Where the ingest HTTP server is reached from this host."""
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host
+        return f"http://{host}:{self.http_port}"
+
+    def secret(self) -> str:
+        """The bridge secret: configured, or read from the data dir."""
+        if self.bridge_secret is not None:
+            return self.bridge_secret.get_secret_value()
+        path = self.data_dir / SECRET_FILE
+        if not path.exists():
+            raise RuntimeError(f"no bridge secret: set GOVSMS_BRIDGE_SECRET or run `govsms run` "
+                               f"once to generate {path}")
+        return path.read_text().strip()
+
+    def ensure_secret(self) -> str:
+        """The bridge secret, generating one into the data dir when none is configured."""
+        if self.bridge_secret is None:
+            path = self.data_dir / SECRET_FILE
+            if not path.exists():
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                path.touch(mode=0o600)
+                path.write_text(secrets.token_urlsafe(32) + "\n")
+        return self.secret()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment; URLs of embedded servers a running `govsms run` started."""
+    settings = Settings(**overrides)
+    runtime = settings.data_dir / RUNTIME_FILE
+    if (settings.redis_url is None or settings.database_url is None) and runtime.exists():
+        started = json.loads(runtime.read_text())
+        settings = settings.model_copy(update={
+            "redis_url": settings.redis_url or started.get("redis_url"),
+            "database_url": settings.database_url or started.get("database_url"),
+        })
+    return settings

@@ -1,0 +1,113 @@
+"""The thin tasks: take ids, call a pipeline step, map its classified errors to retry or dead letter."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from celery import Celery, Task
+
+from services.errors import StoreUnavailable
+from workers import messages, pipeline
+
+log = logging.getLogger(__name__)
+
+DISPATCH = "govsms.dispatch"
+ANSWER = "govsms.answer"
+DELIVER = "govsms.deliver"
+RECONCILE = "govsms.reconcile"
+
+# Store retries: 1+2+4+8+16 s, so the "unavailable" reply still goes out inside the SLA.
+STORE_RETRIES = 5
+# Transport retries run past the SLA: a late reply is still sent (and counted late).
+SEND_RETRIES = 10
+# No countdown may outlast the visibility timeout, or Redis would redeliver it early.
+MAX_COUNTDOWN_S = 16.0
+RECONCILE_AFTER_S = 40.0
+RECONCILE_BATCH = 500
+
+
+def backoff(retries: int) -> float:
+    """Exponential backoff with jitter, capped."""
+    return min(2.0 ** retries, MAX_COUNTDOWN_S) * random.uniform(0.8, 1.0)
+
+
+class GovsmsTask(Task):
+    """Base task: an unexpected failure leaves a dead letter instead of vanishing."""
+
+    abstract = True
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict,
+                   einfo: Any) -> None:
+        """Record each id of the failed task as a dead letter an operator can replay."""
+        ids: list[int] = args[-1] if args else []
+        column = "outbound_id" if self.name == DELIVER else "inbound_id"
+        reason = f"{self.name} failed: {type(exc).__name__}"
+        try:
+            p = self.app.govsms.pipeline
+            with p.pool.connection() as conn:
+                for message_id in ids:
+                    messages.add_dead_letter(conn, task=self.name, reason=reason,
+                                             **{column: message_id})
+        except Exception:
+            log.exception("could not record dead letters for %s %s", self.name, ids)
+
+
+def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue: str) -> None:
+    """Register the pipeline's tasks on `app`."""
+
+    def send_outbound(ids: list[int]) -> None:
+        if ids:
+            app.send_task(DELIVER, args=[ids], queue=outbound_queue)
+
+    @app.task(name=DISPATCH, base=GovsmsTask, bind=True, max_retries=STORE_RETRIES)
+    def dispatch(self: Task, ids: list[int]) -> None:
+        """Parse and route inbound messages."""
+        try:
+            routed = pipeline.dispatch(self.app.govsms.pipeline, ids)
+        except StoreUnavailable as error:
+            raise self.retry(countdown=backoff(self.request.retries), exc=error) from None
+        for service, service_ids in routed.services.items():
+            app.send_task(ANSWER, args=[service, service_ids], queue=service_queue(service))
+        send_outbound(routed.outbound)
+
+    @app.task(name=ANSWER, base=GovsmsTask, bind=True, max_retries=STORE_RETRIES)
+    def answer(self: Task, service: str, ids: list[int]) -> None:
+        """Run one service for inbound messages and queue the replies."""
+        p = self.app.govsms.pipeline
+        try:
+            queued = pipeline.answer(p, service, ids)
+        except StoreUnavailable as error:
+            if self.request.retries < STORE_RETRIES:
+                raise self.retry(countdown=backoff(self.request.retries), exc=error) from None
+            queued = pipeline.answer_unavailable(p, service, ids, str(error))
+        send_outbound(queued)
+
+    @app.task(name=DELIVER, base=GovsmsTask, bind=True, max_retries=SEND_RETRIES)
+    def deliver(self: Task, ids: list[int]) -> None:
+        """Send queued SMS through the transport, each once."""
+        runtime = self.app.govsms
+        done = pipeline.deliver(runtime.pipeline.pool, runtime.transport, ids)
+        if not done.retry:
+            return
+        if self.request.retries >= SEND_RETRIES:
+            pipeline.give_up(runtime.pipeline.pool, done.retry,
+                             f"not sent after {SEND_RETRIES} retries")
+            return
+        raise self.retry(args=[done.retry], countdown=backoff(self.request.retries))
+
+    @app.task(name=RECONCILE, bind=True, ignore_result=True)
+    def reconcile(self: Task) -> None:
+        """Re-enqueue what has sat unanswered or unsent too long: a lost queue loses nothing."""
+        p = self.app.govsms.pipeline
+        with p.pool.connection() as conn:
+            inbound, outbound = messages.stale(conn, older_than_s=RECONCILE_AFTER_S,
+                                               limit=RECONCILE_BATCH)
+        if inbound:
+            log.warning("reconciler re-enqueues %d inbound messages", len(inbound))
+            app.send_task(DISPATCH, args=[inbound])
+        if outbound:
+            log.warning("reconciler re-enqueues %d outbound SMS", len(outbound))
+            send_outbound(outbound)
