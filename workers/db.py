@@ -55,13 +55,14 @@ def pending(conn: psycopg.Connection) -> list[str]:
 
 
 def create_pool(conninfo: str, *, statement_timeout_ms: int, max_size: int = 4,
-                name: str = "govsms") -> ConnectionPool:
-    """A pool whose every connection has a statement timeout, opened before it is returned."""
+                name: str = "govsms", wait_s: float = 5.0) -> ConnectionPool:
+    """A pool whose every connection has a statement timeout; waits at most `wait_s` for one."""
     pool = ConnectionPool(
         conninfo,
         min_size=1,
         max_size=max_size,
         name=name,
+        timeout=wait_s,
         kwargs={"options": f"-c statement_timeout={statement_timeout_ms}", "connect_timeout": 5},
         open=False,
     )

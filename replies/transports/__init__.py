@@ -8,7 +8,7 @@ from replies.transports.base import Sms, Transport, TransportError
 from replies.transports.file import FileTransport
 from replies.transports.kannel import KannelTransport
 
-__all__ = ["Sms", "Transport", "TransportError", "from_url"]
+__all__ = ["FileTransport", "KannelTransport", "Sms", "Transport", "TransportError", "from_url"]
 
 
 def from_url(url: str) -> Transport:

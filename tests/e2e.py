@@ -1,0 +1,111 @@
+"""Helpers for end-to-end tests: the gateway's real processes, started as `govsms run` would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from workers.celery_app import INBOUND, OUTBOUND, all_queues
+from workers.embedded import free_port
+from workers.settings import Settings
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+@dataclass
+class Gateway:
+    """Ingest, inbound/service worker and outbound worker as separate processes."""
+
+    settings: Settings
+    logs: Path
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        return {**os.environ, "GOVSMS_REDIS_URL": s.redis_url or "",
+                "GOVSMS_DATABASE_URL": s.database_url or "", "GOVSMS_DATA_DIR": str(s.data_dir),
+                "GOVSMS_TRANSPORT": s.transport_url, "GOVSMS_HTTP_PORT": str(s.http_port),
+                "GOVSMS_BRIDGE_SECRET": s.secret()}
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        process = subprocess.Popen(argv, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self.processes[name] = process
+        return process
+
+    def start_worker(self, name: str, queues: list[str], concurrency: int = 2) -> None:
+        """A Celery worker process; returns once it is ready to consume."""
+        self.spawn(name, [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+                          "-Q", ",".join(queues), "-n", f"{name}@%h", "-c", str(concurrency),
+                          "--without-gossip", "--without-mingle", "--loglevel", "INFO"])
+        wait_for(lambda: "ready." in self.log(name), 30, f"worker {name}")
+
+    def start(self) -> Gateway:
+        """Start everything and wait until it is ready."""
+        self.spawn("ingest", [sys.executable, "-m", "workers.cli", "ingest"])
+        services = [q for q in all_queues(self.settings) if q not in (INBOUND, OUTBOUND)]
+        self.start_worker("inbound", [INBOUND, *services])
+        self.start_worker("outbound", [OUTBOUND])
+        wait_for(self._ingest_up, 30, "ingest")
+        return self
+
+    def _ingest_up(self) -> bool:
+        try:
+            return httpx.get(f"{self.settings.ingest_url}/docs", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def post(self, **fields: Any) -> httpx.Response:
+        """Post an inbound SMS to the JSON endpoint as the bridge."""
+        return httpx.post(f"{self.settings.ingest_url}/v1/messages/inbound", json=fields,
+                          headers={"X-Bridge-Token": self.settings.secret()}, timeout=10)
+
+    def sent(self) -> list[dict[str, Any]]:
+        """Every SMS the file transport recorded."""
+        path = self.settings.outbox
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def replies_to(self, inbound_id: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+        """The SMS recorded for `inbound_id`, once there is at least one."""
+        return wait_for(lambda: [s for s in self.sent() if s["inbound_id"] == inbound_id],
+                        timeout_s, f"a reply to inbound {inbound_id}")
+
+
+def gateway_settings(database_url: str, redis_url: str, data_dir: Path, secret: str) -> Settings:
+    """Settings for a gateway under test: its own port and outbox."""
+    return Settings(database_url=database_url, redis_url=redis_url, data_dir=data_dir,
+                    bridge_secret=secret, http_port=free_port(),
+                    transport=f"file://{data_dir / 'outbox.jsonl'}")

@@ -1,0 +1,151 @@
+"""The ingest HTTP endpoints, on the real PostgreSQL and Redis (Celery publishes for real)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from tests.conftest import SECRET
+from workers import embedded
+from workers.ingest import create_app
+from workers.settings import Settings
+
+TOKEN = {"X-Bridge-Token": SECRET}
+KANNEL = {"from": "87011234567", "to": "1414", "text": "Техосмотр 123ABC01", "id": "k-1",
+          "smsc": "beeline"}
+
+
+@pytest.fixture
+def broker(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url)
+    client.delete("inbound")
+    yield client
+    client.delete("inbound")
+
+
+@pytest.fixture
+def client(settings: Settings, conn: psycopg.Connection, broker) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def queued_ids(broker: redis.Redis) -> list[list[int]]:
+    """The id lists of the dispatch tasks waiting on the inbound queue, oldest first."""
+    bodies = [json.loads(raw) for raw in reversed(broker.lrange("inbound", 0, -1))]
+    import base64
+
+    return [json.loads(base64.b64decode(b["body"]))[0][0] for b in bodies]
+
+
+def test_kannel_get_url_is_recorded_and_enqueued(client, conn, broker):
+    response = client.get("/sms/inbound", params={**KANNEL, "token": SECRET})
+    assert response.status_code == 202
+    row = conn.execute("SELECT id, source, external_id, sender, shortcode, text, state "
+                       "FROM inbound").fetchone()
+    assert row[1:] == ("beeline", "k-1", "+77011234567", "1414", "Техосмотр 123ABC01", "received")
+    assert queued_ids(broker) == [[row[0]]]
+
+
+def test_kannel_post_form_with_header_token(client, conn):
+    response = client.post("/sms/inbound", data=KANNEL, headers=TOKEN)
+    assert response.status_code == 202
+    assert conn.execute("SELECT text FROM inbound").fetchone() == ("Техосмотр 123ABC01",)
+
+
+def test_json_inbound_answers_the_id(client, conn):
+    response = client.post("/v1/messages/inbound", json=KANNEL, headers=TOKEN)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["duplicate"] is False
+    assert conn.execute("SELECT id FROM inbound").fetchone() == (body["id"],)
+
+
+def test_a_repeat_is_kept_once_and_not_enqueued_once_answered(client, conn, broker):
+    first = client.post("/v1/messages/inbound", json=KANNEL, headers=TOKEN).json()
+    conn.execute("UPDATE inbound SET state = 'answered'")
+    second = client.post("/v1/messages/inbound", json=KANNEL, headers=TOKEN)
+    assert second.status_code == 202
+    assert second.json() == {"id": first["id"], "duplicate": True}
+    assert conn.execute("SELECT count(*) FROM inbound").fetchone() == (1,)
+    assert queued_ids(broker) == [[first["id"]]]
+
+
+def test_a_repeat_of_an_unanswered_message_is_enqueued_again(client, conn, broker):
+    # Its first enqueue may have failed after it was recorded; the pipeline is idempotent.
+    first = client.post("/v1/messages/inbound", json=KANNEL, headers=TOKEN).json()
+    client.post("/v1/messages/inbound", json=KANNEL, headers=TOKEN)
+    assert queued_ids(broker) == [[first["id"]], [first["id"]]]
+
+
+def test_the_same_id_from_another_link_is_another_message(client, conn):
+    client.post("/v1/messages/inbound", json=KANNEL, headers=TOKEN)
+    client.post("/v1/messages/inbound", json={**KANNEL, "smsc": "kcell"}, headers=TOKEN)
+    assert conn.execute("SELECT count(*) FROM inbound").fetchone() == (2,)
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Bridge-Token": "wrong"}, {"X-Bridge-Token": ""}])
+def test_without_the_secret_nothing_gets_in(client, conn, headers):
+    assert client.post("/v1/messages/inbound", json=KANNEL, headers=headers).status_code == 401
+    assert client.get("/sms/inbound", params={**KANNEL, "token": "nope"}).status_code == 401
+    assert conn.execute("SELECT count(*) FROM inbound").fetchone() == (0,)
+
+
+def test_an_address_outside_the_allowlist_is_refused(settings, conn, broker):
+    restricted = settings.model_copy(update={"bridge_allow_ips": ["10.9.8.0/24"]})
+    with TestClient(create_app(restricted)) as test_client:  # TestClient calls from "testclient"
+        response = test_client.post("/v1/messages/inbound", json=KANNEL, headers=TOKEN)
+    assert response.status_code == 403
+    assert conn.execute("SELECT count(*) FROM inbound").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("fields", [{"to": "1414", "text": "x"}, {"from": "8701", "text": "x"}])
+def test_a_message_without_sender_or_short_code_is_a_client_error(client, fields):
+    assert client.get("/sms/inbound", params={**fields, "token": SECRET}).status_code == 400
+    assert client.post("/v1/messages/inbound", json=fields, headers=TOKEN).status_code == 422
+
+
+def test_with_redis_stopped_the_bridge_gets_503(settings, conn, tmp_path):
+    spec = embedded.redis_spec(tmp_path)
+    server = subprocess.Popen(spec.argv, stdout=subprocess.DEVNULL)
+    try:
+        embedded.wait_ready(spec, lambda: server.poll() is None)
+        own = settings.model_copy(update={"redis_url": spec.url})
+        with TestClient(create_app(own)) as test_client:
+            ok = test_client.post("/v1/messages/inbound", json=KANNEL, headers=TOKEN)
+            assert ok.status_code == 202
+            server.kill()
+            server.wait()
+            down = test_client.post("/v1/messages/inbound", json={**KANNEL, "id": "k-2"},
+                                    headers=TOKEN)
+            assert down.status_code == 503
+            assert down.headers["Retry-After"]
+            kannel = test_client.get("/sms/inbound", params={**KANNEL, "id": "k-3",
+                                                             "token": SECRET})
+            assert kannel.status_code == 503
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_with_postgresql_unreachable_the_bridge_gets_503(settings, broker):
+    gone = settings.model_copy(update={
+        "database_url": f"postgresql://postgres@127.0.0.1:{embedded.free_port()}/none"})
+    with TestClient(create_app(gone)) as test_client:
+        response = test_client.post("/v1/messages/inbound", json=KANNEL, headers=TOKEN)
+    assert response.status_code == 503
+    assert queued_ids(broker) == []
+
+
+def test_replies_of_a_message_are_listed_for_the_bridge(client, conn):
+    inbound_id = client.post("/v1/messages/inbound", json=KANNEL, headers=TOKEN).json()["id"]
+    conn.execute("INSERT INTO outbound (inbound_id, sender, recipient, text, deadline) "
+                 "VALUES (%s, '1414', '+77011234567', 'hi', now())", (inbound_id,))
+    replies = client.get(f"/v1/messages/inbound/{inbound_id}/replies", headers=TOKEN).json()
+    assert [(r["text"], r["state"]) for r in replies["replies"]] == [("hi", "queued")]
+    assert client.get(f"/v1/messages/inbound/{inbound_id}/replies").status_code == 401
