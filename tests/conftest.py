@@ -1,13 +1,17 @@
 """Shared fixtures: a private PostgreSQL database and Redis db per test session, real servers.
 
-The servers come from GOVSMS_TEST_DATABASE_URL (an admin connection; default the
-local postgres database) and GOVSMS_TEST_REDIS_URL (default the local Redis);
-`make test` makes sure both are up.
+The servers come from GOVSMS_TEST_DATABASE_URL (an admin connection) and
+GOVSMS_TEST_REDIS_URL when set; else the local ones on their standard ports
+when they answer; else the session starts its own, as `govsms run` does
+(`make test` installs the binaries when the machine lacks them).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,45 +20,109 @@ import psycopg
 import pytest
 import redis
 
-from workers import db
+from workers import db, embedded
 from workers.settings import Settings
 
-ADMIN_URL = os.environ.get("GOVSMS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("GOVSMS_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCAL_REDIS = "redis://127.0.0.1:6379"
 SECRET = "test-bridge-secret"
 # Tables emptied between tests, children first.
 TABLES = ("dead_letters", "outbound", "inbound", "mbg.subscribers", "persons.individuals",
           "housing.queue")
 
 
-def _with_db(url: str, name: str) -> str:
-    return psycopg.conninfo.make_conninfo(url, dbname=name)
+def _postgres_answers(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        return False
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def own_servers() -> Iterator[Path]:
+    """A folder for servers this session starts itself (reachable by an unprivileged PostgreSQL)."""
+    folder = Path(tempfile.mkdtemp(prefix="govsms-test-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start(spec: embedded.ServerSpec, folder: Path) -> subprocess.Popen:
+    log = (folder / f"{spec.name}.log").open("ab")
+    process = subprocess.Popen(spec.argv, stdout=log, stderr=subprocess.STDOUT, cwd="/",
+                               user=spec.user, group=spec.group,
+                               extra_groups=None if spec.user is None else [])
+    embedded.wait_ready(spec, lambda: process.poll() is None)
+    return process
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(30)
+
+
+@pytest.fixture(scope="session")
+def admin_url(own_servers: Path) -> Iterator[str]:
+    """An admin connection to a PostgreSQL server: configured, local, or started here."""
+    url = os.environ.get("GOVSMS_TEST_DATABASE_URL")
+    if url or _postgres_answers(LOCAL_POSTGRES):
+        yield url or LOCAL_POSTGRES
+        return
+    spec = embedded.postgres_spec(own_servers)
+    process = _start(spec, own_servers)
+    try:
+        yield psycopg.conninfo.make_conninfo(spec.url, dbname="postgres")
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="session")
+def redis_server(own_servers: Path) -> Iterator[str]:
+    """A Redis server URL without a db number: configured, local, or started here."""
+    url = os.environ.get("GOVSMS_TEST_REDIS_URL")
+    if url or _redis_answers(LOCAL_REDIS):
+        yield (url or LOCAL_REDIS).rstrip("/")
+        return
+    spec = embedded.redis_spec(own_servers)
+    process = _start(spec, own_servers)
+    try:
+        yield spec.url.rsplit("/", 1)[0]
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_url: str) -> Iterator[str]:
     """A fresh, migrated database for this test session, dropped at its end."""
     name = f"govsms_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_db(ADMIN_URL, name)
+    url = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
     db.migrate(url)
     yield url
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(redis_server: str) -> Iterator[str]:
     """A Redis db no other test session uses: claimed with SET NX, flushed, released at the end."""
     claim = f"govsms:test-session:{uuid.uuid4().hex}"
     for number in range(1, 16):
-        client = redis.Redis.from_url(f"{REDIS_URL}/{number}")
+        client = redis.Redis.from_url(f"{redis_server}/{number}")
         if client.set("govsms:test-claim", claim, nx=True, ex=3600):
             client.flushdb()
             client.set("govsms:test-claim", claim, ex=3600)
             try:
-                yield f"{REDIS_URL}/{number}"
+                yield f"{redis_server}/{number}"
             finally:
                 client.flushdb()
             return

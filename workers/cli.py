@@ -70,11 +70,10 @@ def send(sender: str, shortcode: str, wait: float | None, text: str) -> None:
     settings = load_settings()
     headers = {"X-Bridge-Token": settings.secret()}
     with httpx.Client(base_url=settings.ingest_url, headers=headers, timeout=10) as client:
-        response = client.post("/v1/messages/inbound", json={
-            "from": sender, "to": shortcode, "text": text, "id": uuid.uuid4().hex, "smsc": "cli"})
-        if response.status_code != 202:
-            raise click.ClickException(f"ingest answered {response.status_code}: {response.text}")
-        inbound_id = response.json()["id"]
+        try:
+            inbound_id = _post_inbound(client, sender, shortcode, text)
+        except httpx.HTTPError as error:
+            raise click.ClickException(f"cannot reach ingest at {settings.ingest_url}: {error}")
         if wait is None:
             click.echo(f"accepted as inbound {inbound_id}")
             return
@@ -91,6 +90,14 @@ def send(sender: str, shortcode: str, wait: float | None, text: str) -> None:
             time.sleep(0.2)
     click.echo(f"no reply within {wait:g} s", err=True)
     sys.exit(1)
+
+
+def _post_inbound(client: httpx.Client, sender: str, shortcode: str, text: str) -> int:
+    response = client.post("/v1/messages/inbound", json={
+        "from": sender, "to": shortcode, "text": text, "id": uuid.uuid4().hex, "smsc": "cli"})
+    if response.status_code != 202:
+        raise click.ClickException(f"ingest answered {response.status_code}: {response.text}")
+    return int(response.json()["id"])
 
 
 @main.command()

@@ -17,7 +17,8 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 # Two processes migrating at once take turns on this lock.
-_LOCK = "SELECT pg_advisory_xact_lock(hashtext('govsms.migrate'))"
+_LOCK = "SELECT pg_advisory_lock(hashtext('govsms.migrate'))"
+_UNLOCK = "SELECT pg_advisory_unlock(hashtext('govsms.migrate'))"
 _APPLIED = "SELECT version FROM schema_migrations"
 _RECORD = "INSERT INTO schema_migrations (version) VALUES (%s)"
 
@@ -33,17 +34,20 @@ def migrate(conninfo: str) -> list[str]:
     """Apply the migrations not yet applied, each in its own transaction; return their versions."""
     applied_now: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(_MIGRATIONS_TABLE)
-        for version, sql in migrations():
-            with conn.transaction():
-                conn.execute(_LOCK)
-                done = {row[0] for row in conn.execute(_APPLIED)}
+        conn.execute(_LOCK)
+        try:
+            conn.execute(_MIGRATIONS_TABLE)
+            done = {row[0] for row in conn.execute(_APPLIED)}
+            for version, sql in migrations():
                 if version in done:
                     continue
-                conn.execute(sql)
-                conn.execute(_RECORD, (version,))
-            applied_now.append(version)
-            log.info("applied migration %s", version)
+                with conn.transaction():
+                    conn.execute(sql)
+                    conn.execute(_RECORD, (version,))
+                applied_now.append(version)
+                log.info("applied migration %s", version)
+        finally:
+            conn.execute(_UNLOCK)
     return applied_now
 
 

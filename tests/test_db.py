@@ -1,0 +1,60 @@
+"""Migrations: versioned, recorded, idempotent, safe to run twice at once."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+from workers import db
+
+
+@pytest.fixture
+def empty_db(admin_url: str):
+    name = f"govsms_migrate_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield psycopg.conninfo.make_conninfo(admin_url, dbname=name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_migrate_applies_each_version_once(empty_db):
+    versions = [v for v, _ in db.migrations()]
+    assert versions == sorted(versions) and versions[0] == "0001_message_store"
+    assert db.migrate(empty_db) == versions
+    assert db.migrate(empty_db) == []
+    with psycopg.connect(empty_db) as conn:
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")] \
+            == versions
+        assert db.pending(conn) == []
+
+
+def test_two_migrations_at_once_apply_everything_once(empty_db):
+    results: list[list[str]] = []
+    threads = [threading.Thread(target=lambda: results.append(db.migrate(empty_db)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(v for r in results for v in r) == [v for v, _ in db.migrations()]
+
+
+def test_inbound_is_unique_per_source_and_id_and_outbound_per_part(conn):
+    insert = ("INSERT INTO inbound (source, external_id, sender, shortcode, text) "
+              "VALUES (%s, 'x', '+7', '1414', '') RETURNING id")
+    inbound_id, = conn.execute(insert, ("a",)).fetchone()
+    conn.execute(insert, ("b",))
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(insert, ("a",))
+    reply = ("INSERT INTO outbound (inbound_id, part, sender, recipient, text, deadline) "
+             "VALUES (%s, %s, '1414', '+7', 't', now())")
+    conn.execute(reply, (inbound_id, 1))
+    conn.execute(reply, (inbound_id, 2))
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(reply, (inbound_id, 1))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("UPDATE outbound SET state = 'lost'")
