@@ -1,27 +1,46 @@
-"""Argument parsers: the part of an SMS after its keyword, validated per service."""
+"""Argument parsers: the part of an SMS after its keyword, validated per service.
+
+Each takes the text after the keyword as typed (see `normalize.clean`) and
+returns the JSON-ready arguments, or raises ArgumentError with the code to
+report. Punctuation, emoji and spaces around an argument are ignored: a
+sentence-final dot or a smiley is not part of a plate.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
+from parsers import registration as form
 from parsers.iin import is_valid_iin
 from parsers.plate import normalise_plate
 from parsers.result import ArgumentError, ErrorCode
 
-_SPACES = re.compile(r"\s+")
+_WHITE = re.compile(r"\s+")
+_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
+
+
+def _trim(rest: str) -> str:
+    """`rest` without what is neither letter nor digit at either end."""
+    first = _LETTER_OR_DIGIT.search(rest)
+    if first is None:
+        return ""
+    # Searching the reversed text keeps this linear however long the tail of junk is.
+    last = _LETTER_OR_DIGIT.search(rest[::-1])
+    return rest[first.start():len(rest) - last.start()] if last else ""
 
 
 def plate(rest: str) -> dict[str, Any]:
     """The vehicle plate of a technical inspection request."""
-    value = normalise_plate(rest)
+    value = normalise_plate(_trim(rest))
     if value is None:
         raise ArgumentError(ErrorCode.PLATE_INVALID)
     return {"plate": value}
 
 
 def _iin(rest: str) -> str:
-    return _SPACES.sub("", rest)
+    return _WHITE.sub("", _trim(rest))
 
 
 def child_iin(rest: str) -> dict[str, Any]:
@@ -44,25 +63,14 @@ def optional_iin(rest: str) -> dict[str, Any]:
     return {"iin": value}
 
 
-_REGISTRATION = re.compile(r"\s*tk\s*[,;]\s*(?P<name>[^,;]+?)\s*[,;]\s*(?P<id>[0-9 ]+?)\s*[,;]"
-                           r"\s*(?P<d>\d{1,2})[./](?P<m>\d{1,2})[./](?P<y>\d{4})\s*", re.IGNORECASE)
-
-
-def registration(text: str) -> dict[str, Any]:
+def registration(text: str, today: dt.date | None = None) -> dict[str, Any]:
     """`TK,Ho va Ten,CMND,dd.mm.yyyy` (or `;`): the Da Nang e-citizen account request."""
-    import datetime as dt
-    import unicodedata
-
-    match = _REGISTRATION.fullmatch(text)
-    if match is None:
+    parts = form.fields(text)
+    if parts is None:
         raise ArgumentError(ErrorCode.SYNTAX_ERROR)
-    id_number = _SPACES.sub("", match["id"])
-    if len(id_number) not in (9, 12) or not id_number.isascii():
+    name = form.full_name(parts[0])
+    id_number = form.id_number(parts[1])
+    born = form.birth_date(parts[2], today or form.today_in_vietnam())
+    if name is None or id_number is None or born is None:
         raise ArgumentError(ErrorCode.SYNTAX_ERROR)
-    try:
-        born = dt.date(int(match["y"]), int(match["m"]), int(match["d"]))
-    except ValueError:
-        raise ArgumentError(ErrorCode.SYNTAX_ERROR) from None
-    folded = unicodedata.normalize("NFKD", match["name"].replace("đ", "d").replace("Đ", "D"))
-    name = " ".join("".join(c for c in folded if not unicodedata.combining(c)).split())
     return {"full_name": name, "id_number": id_number, "birth_date": born.isoformat()}

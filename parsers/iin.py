@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
-_WEIGHTS_1 = tuple(range(1, 12))
-_WEIGHTS_2 = (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2)
+_WEIGHTS = (tuple(range(1, 12)), (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2))
 _CENTURY = {"1": 1800, "2": 1800, "3": 1900, "4": 1900, "5": 2000, "6": 2000}
-_ASCII_DIGITS = frozenset("0123456789")
+# `\d` and int() also take Arabic-Indic and fullwidth digits; an IIN has ASCII ones only.
+_TWELVE_DIGITS = re.compile(r"[0-9]{12}")
 
 
 def check_digit(first11: str) -> int | None:
     """The control digit for the first 11 digits, or None when no digit fits."""
     digits = [int(c) for c in first11]
-    for weights in (_WEIGHTS_1, _WEIGHTS_2):
+    for weights in _WEIGHTS:
         rest = sum(d * w for d, w in zip(digits, weights)) % 11
         if rest != 10:
             return rest
@@ -33,6 +34,6 @@ def birth_date(iin: str) -> dt.date | None:
 
 def is_valid_iin(value: str) -> bool:
     """True for 12 ASCII digits with a real birth date, century digit 1-6 and a good check digit."""
-    if len(value) != 12 or not set(value) <= _ASCII_DIGITS:
+    if _TWELVE_DIGITS.fullmatch(value) is None:
         return False
     return birth_date(value) is not None and check_digit(value[:11]) == int(value[11])

@@ -1,77 +1,132 @@
 """Normalisation: make the same request look the same however it was typed.
 
-`skeleton()` folds a text to a comparison form (lower-case Latin, one space
-between words, no apostrophes) and keeps, for every character of the result,
-the index of the character of the original text it came from, so that a
-keyword can be matched on the skeleton and the argument cut from the original.
+Two forms come out of here.
+
+- `clean(text)`: control characters become spaces and invisible format
+  characters (bidi marks, joiners, soft hyphens) go. Nothing else changes, so
+  argument parsers cut their argument from it and see the digits as typed.
+- the word form (`fold_words`, `skeleton`): every word folded to lower-case
+  Latin letters by NFKC, case folding, transliteration of Cyrillic and Kazakh
+  letters, dropping diacritics, apostrophes and soft signs, and making the
+  Latin spellings of one sound one letter (х = h = kh = x, ы = y = i, й = i,
+  c = s), so that `Техосмотр`, `Techosmotr`, `Tehosmotr` and `Texosmotr` meet.
+  Keywords are compared in this form.
+
+Only ASCII digits are digits here: NFKC would turn fullwidth digits into
+ASCII ones, so a word is folded apart from the numbers around it and any
+other digit is a separator, never part of a number.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
-# Kazakh letters and the Russian-keyboard letters people type instead.
-_KAZAKH = str.maketrans("әғқңөұүһі", "агкноуухи")
+WORD_SEPARATOR = "\x00"
+"""Joins words so that one pass folds them all; `clean()` leaves none in a text."""
 
-# Cyrillic to Latin, one way of many; the digraph rules below make the others meet it.
+FOREIGN = "#"
+"""A letter of no script the folding knows; in keyword matching it counts as a typo."""
+
+_APOSTROPHES = "'’ʼ`‘´ʻ′ʹ＇"
+
+# Combining marks in the ranges Latin, Cyrillic and Vietnamese text uses; a word keeps them.
+_MARKS = "\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+
+TOKEN = re.compile(rf"(?:[^\W\d_]|[{_APOSTROPHES}{_MARKS}])+|[0-9]+")
+"""A word (letters, with their marks and apostrophes) or a number (ASCII digits only)."""
+
 _CYRILLIC = {
     "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh",
     "з": "z", "и": "i", "й": "i", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o",
     "п": "p", "р": "r", "с": "s", "т": "t", "у": "u", "ф": "f", "х": "h", "ц": "ts",
-    "ч": "ch", "ш": "sh", "щ": "sh", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "iu",
-    "я": "ia",
+    "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "yu",
+    "я": "ya",
+    # Kazakh letters as the Russian-keyboard letters typed instead of them.
+    "ә": "a", "ғ": "g", "қ": "k", "ң": "n", "ө": "o", "ұ": "u", "ү": "u", "һ": "h", "і": "i",
+    # Ukrainian and Belarusian letters, so that a neighbour's keyboard does no harm.
+    "є": "e", "ї": "i", "ґ": "g", "ў": "u", "ј": "j",
 }
 
-# Latin spellings of one Cyrillic sound folded to one form, longest first.
-_DIGRAPHS = (("kh", "h"), ("ch", "h"), ("x", "h"), ("j", "i"), ("y", "i"), ("w", "v"))
+# Latin letters whose diacritic is a sound of its own (Czech, Turkish, Kazakh Latin) or
+# whose stroke is not a combining mark.
+_LATIN = {
+    "č": "ch", "š": "sh", "ž": "zh", "ş": "sh", "ș": "sh", "ç": "ch", "ı": "i", "ø": "o",
+    "đ": "d", "ð": "d", "ł": "l", "ħ": "h", "æ": "ae", "œ": "oe", "þ": "th", "ŋ": "n",
+}
 
-_APOSTROPHES = frozenset("'’ʼ`‘´ʻ\"")
-
-
-def _chars(text: str) -> list[tuple[str, int]]:
-    """Fold character by character, keeping the source index of each output character."""
-    out: list[tuple[str, int]] = []
-    for index, raw in enumerate(text):
-        for ch in unicodedata.normalize("NFKC", raw).casefold():
-            ch = ch.translate(_KAZAKH)
-            if ch in _APOSTROPHES or unicodedata.category(ch) in ("Mn", "Cf"):
-                continue
-            latin = _CYRILLIC.get(ch)
-            if latin is not None:
-                out.extend((c, index) for c in latin)
-            elif ch.isalnum() and (ch.isascii() or not ch.isdigit()):
-                out.extend((c, index) for c in _strip_marks(ch))
-            else:
-                out.append((" ", index))
-    return out
+# One sound, several Latin spellings: kh, ch and x (and any k, c or q before them) are all х.
+_H = re.compile("[kcq]*(?:[kcq]h|x)")
+_LONE = str.maketrans("cqjyw", "skiiv")
+_NOT_LATIN = re.compile(f"[^a-z{WORD_SEPARATOR}]")
 
 
-def _strip_marks(ch: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+def _strip_marks(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
-def skeleton_with_map(text: str) -> tuple[str, list[int]]:
-    """The skeleton of `text` and, per skeleton character, its index in `text`."""
-    chars = _chars(text)
-    folded: list[tuple[str, int]] = []
-    i = 0
-    while i < len(chars):
-        for pair, single in _DIGRAPHS:
-            n = len(pair)
-            if "".join(c for c, _ in chars[i:i + n]) == pair:
-                folded.append((single, chars[i][1]))
-                i += n
-                break
-        else:
-            c, src = chars[i]
-            if not (c == " " and (not folded or folded[-1][0] == " ")):
-                folded.append((c, src))
-            i += 1
-    while folded and folded[-1][0] == " ":
-        folded.pop()
-    return "".join(c for c, _ in folded), [src for _, src in folded]
+# Apostrophes go before NFKC too, which turns the acute accent `´` into a space and a mark.
+_BEFORE_NFKC: dict[int, str | None] = {ord(a): None for a in _APOSTROPHES}
+
+
+def _build_tables() -> tuple[dict[int, str | None], dict[int, str | None]]:
+    """The tables of `clean()` and of the letter folding."""
+    clean: dict[int, str | None] = {cp: " " for cp in (*range(0x20), *range(0x7F, 0xA0))}
+    fold = dict(_BEFORE_NFKC)
+    for cp in (*range(0x30000), *range(0xE0000, 0xE0080)):
+        category = unicodedata.category(chr(cp))
+        if category == "Cf":
+            clean[cp] = None
+        elif category[0] == "M":
+            fold[cp] = None
+    clean[0x200B] = " "  # a zero-width space still separates words
+    letters = {**_CYRILLIC, **_LATIN}
+    for cp in (*range(0xC0, 0x250), *range(0x400, 0x530), *range(0x1E00, 0x1F00)):
+        char = chr(cp)
+        if char.casefold() != char:
+            continue  # the folding table is used after casefold(): upper case never reaches it
+        base = letters.get(char)
+        if base is None:  # a Latin or Cyrillic letter with diacritics: its base letter's
+            stripped = _strip_marks(char)
+            base = letters.get(stripped, stripped if stripped.isascii() else None)
+        if base is not None:
+            fold[cp] = base
+    return clean, fold
+
+
+_CLEAN, _FOLD = _build_tables()
+
+
+def clean(text: str) -> str:
+    """`text` with control characters as spaces and invisible format characters removed."""
+    if text.isascii() and text.isprintable():
+        return text
+    return text.translate(_CLEAN)
+
+
+def is_number(token: str) -> bool:
+    """True for a TOKEN that is a number rather than a word."""
+    return "0" <= token[0] <= "9"
+
+
+def fold_words(words: str, foreign: str = FOREIGN) -> str:
+    """The word form of words joined by WORD_SEPARATOR, separators kept.
+
+    Word characters only (as TOKEN finds them); a letter of an unknown script becomes `foreign`.
+    """
+    words = words.translate(_BEFORE_NFKC)
+    if words.isascii():  # TOKEN's ASCII words are letters only
+        words = words.lower()
+    else:
+        words = unicodedata.normalize("NFKC", words).casefold().translate(_FOLD)
+        words = _NOT_LATIN.sub(foreign, words)
+    return _H.sub("h", words).translate(_LONE)
 
 
 def skeleton(text: str) -> str:
-    """The comparison form of `text`: `Техосмотр`, `Techosmotr` and `Texosmotr` meet."""
-    return skeleton_with_map(text)[0]
+    """The comparison form of a text: words in their word form and numbers, one space apart."""
+    tokens = TOKEN.findall(clean(text))
+    folded = fold_words(WORD_SEPARATOR.join(t for t in tokens if not is_number(t)), foreign="")
+    words = iter(folded.split(WORD_SEPARATOR))
+    forms = (t if is_number(t) else next(words) for t in tokens)
+    return " ".join(form for form in forms if form)
