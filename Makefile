@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test bench install servers clean
 
 run: install servers
-	$(VENV)/bin/govsms run
+	$(VENV)/bin/govsms run --demo
 
 test: install servers
 	$(PY) -m pytest

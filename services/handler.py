@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,10 +14,11 @@ from parsers import ParseResult
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One citizen's request: who sent it (E.164) and what the parser made of the text."""
+    """One citizen's request: who sent it (E.164), what the parser made of it, and when."""
 
     sender: str
     parsed: ParseResult
+    received_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)

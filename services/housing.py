@@ -5,28 +5,24 @@ from __future__ import annotations
 import psycopg
 
 from parsers import Command
+from replies.masking import mask_digits
 from services.handler import Reply, Request
-from services.stores import housing, mbg, persons
+from services.sender import checked_sender
+from services.stores import housing
 
 NAME = "housing_queue"
 
 
 def handle(conn: psycopg.Connection, request: Request) -> Reply:
-    """Checks in the order of the seed's table: sender in MBG, sender's status, then the IIN."""
-    sender_iin = mbg.iin_by_phone(conn, request.sender)
-    if sender_iin is None:
-        return Reply(NAME, "not_in_mbg")
-    if not persons.is_valid(conn, sender_iin):
-        return Reply(NAME, "status_invalid")
+    """Sender in MBG, sender's status, then the IIN (the sender's own when none is given)."""
+    sender = checked_sender(conn, NAME, request.sender)
+    if isinstance(sender, Reply):
+        return sender
     if not isinstance(request.parsed, Command):
         return Reply(NAME, "no_data")
-    iin = request.parsed.args.get("iin") or sender_iin
+    iin = request.parsed.args.get("iin") or sender
     entry = housing.entry_by_iin(conn, iin)
     if entry is None:
         return Reply(NAME, "no_data")
-    return Reply(NAME, "found", {
-        "position": entry.position,
-        "category": entry.category,
-        "registered_on": entry.registered_on,
-        "authority": entry.authority,
-    })
+    return Reply(NAME, "found", {"iin": mask_digits(iin), "position": entry.position,
+                                 "registered_on": entry.registered_on})

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from parsers import Syntax, arguments
-from services import housing
+from services import housing, kindergarten, tech_inspection
 from services.handler import Handler
 
 
@@ -54,6 +54,7 @@ def default_registry() -> Registry:
                           "Tehnikalyk baikau", "8"),
                 argument=arguments.plate,
             ),
+            handler=tech_inspection.handle,
         ),
         Service(
             name="kindergarten_queue",
@@ -62,6 +63,7 @@ def default_registry() -> Registry:
                           "Бала-бакшага кезек", "Bala-bakshaga kezek", "5"),
                 argument=arguments.child_iin,
             ),
+            handler=kindergarten.handle,
         ),
         Service(
             name="housing_queue",

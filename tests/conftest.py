@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -28,7 +29,7 @@ LOCAL_REDIS = "redis://127.0.0.1:6379"
 SECRET = "test-bridge-secret"
 # Tables emptied between tests, children first.
 TABLES = ("dead_letters", "outbound", "inbound", "mbg.subscribers", "persons.individuals",
-          "housing.queue")
+          "housing.queue", "vehicles.inspections", "kindergarten.queue")
 
 
 def _postgres_answers(url: str) -> bool:
@@ -112,9 +113,9 @@ def database_url(admin_url: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def redis_url(redis_server: str) -> Iterator[str]:
-    """A Redis db no other test session uses: claimed with SET NX, flushed, released at the end."""
+@contextmanager
+def claimed_redis_db(redis_server: str) -> Iterator[str]:
+    """A Redis db nobody else uses: claimed with SET NX, flushed, released at the end."""
     claim = f"govsms:test-session:{uuid.uuid4().hex}"
     for number in range(1, 16):
         client = redis.Redis.from_url(f"{redis_server}/{number}")
@@ -127,6 +128,13 @@ def redis_url(redis_server: str) -> Iterator[str]:
                 client.flushdb()
             return
     pytest.fail("no free Redis db among 1-15 for this test session")
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: str) -> Iterator[str]:
+    """The Redis db of this test session."""
+    with claimed_redis_db(redis_server) as url:
+        yield url
 
 
 @pytest.fixture

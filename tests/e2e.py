@@ -37,6 +37,7 @@ class Gateway:
     settings: Settings
     logs: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    env_extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -44,7 +45,7 @@ class Gateway:
         return {**os.environ, "GOVSMS_REDIS_URL": s.redis_url or "",
                 "GOVSMS_DATABASE_URL": s.database_url or "", "GOVSMS_DATA_DIR": str(s.data_dir),
                 "GOVSMS_TRANSPORT": s.transport_url, "GOVSMS_HTTP_PORT": str(s.http_port),
-                "GOVSMS_BRIDGE_SECRET": s.secret()}
+                "GOVSMS_BRIDGE_SECRET": s.secret(), **self.env_extra}
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process

@@ -10,8 +10,10 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import SECRET, add_persona
+from tests.conftest import SECRET, add_persona, claimed_redis_db
 from tests.e2e import Gateway, gateway_settings, wait_for
+from tests.test_services import expected_text, load_personas
+from workers import demo
 from workers.celery_app import create_app
 from workers.tasks import RECONCILE
 
@@ -53,7 +55,7 @@ def test_housing_queue_for_the_sender_is_answered_from_postgresql(gw, conn):
     add_persona(conn, phone="+77011234567", iin="880102300452", housing=1234)
     response = gw.post(**{"from": "87011234567", "to": "1414", "text": "4", "id": "e2e-2"})
     [sms] = gw.replies_to(response.json()["id"])
-    assert sms["text"] == "Ochered' na zhil'e: nomer v ocheredi 1234, data postanovki 12.03.2019."
+    assert sms["text"] == "Ochered' na zhil'e: IIN 8801***0452, nomer v ocheredi 1234, data postanovki 12.03.2019."
     assert sms["to"] == "+77011234567"
     assert conn.execute("SELECT service, state FROM inbound").fetchone() == (
         "housing_queue", "answered")
@@ -87,6 +89,10 @@ def test_many_messages_each_get_exactly_one_reply(gw, conn):
     wait_for(lambda: len(gw.sent()) >= 100, 30, "100 replies")
     time.sleep(1)
     assert sorted(s["inbound_id"] for s in gw.sent()) == sorted(ids)
+    # Each kind of task ran on the worker of its queue, and only there.
+    ran = {name: {task for task in ("dispatch", "deliver") if f"Task govsms.{task}[" in gw.log(name)}
+           for name in ("inbound", "outbound")}
+    assert ran == {"inbound": {"dispatch"}, "outbound": {"deliver"}}
 
 
 def test_a_message_whose_task_was_lost_is_answered_by_the_reconciler(gw, conn):
@@ -98,3 +104,51 @@ def test_a_message_whose_task_was_lost_is_answered_by_the_reconciler(gw, conn):
     create_app(gw.settings).send_task(RECONCILE)
     [sms] = gw.replies_to(inbound_id)
     assert sms["text"] == NOT_FOUND
+
+
+def test_every_seed_table_row_in_each_language_through_the_pipeline(gw, conn):
+    load_personas(conn)
+    posted = {}
+    for n, (persona, text, outcome) in enumerate(demo.EXAMPLES):
+        response = gw.post(**{"from": persona.phone, "to": "1414", "text": text, "id": f"ex-{n}"})
+        posted[response.json()["id"]] = expected_text(text, outcome)
+    wait_for(lambda: len(gw.sent()) >= len(posted), 30, "every reply")
+    assert {s["inbound_id"]: s["text"] for s in gw.sent()} == posted
+    late = conn.execute("SELECT count(*) FROM inbound i JOIN outbound o ON o.inbound_id = i.id "
+                        "WHERE o.sent_at - i.received_at > interval '60 seconds'").fetchone()
+    assert late == (0,)
+
+
+@pytest.fixture
+def impatient(database_url: str, redis_server: str, tmp_path, conn) -> Iterator[Gateway]:
+    """A gateway with a 15 s SLA and 500 ms statements, to see a store outage play out.
+
+    It has a Redis db of its own: the module's gateway must not take its tasks.
+    """
+    with claimed_redis_db(redis_server) as redis_url:
+        settings = gateway_settings(database_url, redis_url, tmp_path, SECRET)
+        gw = Gateway(settings, tmp_path, env_extra={"GOVSMS_SLA_SECONDS": "15",
+                                                     "GOVSMS_STATEMENT_TIMEOUT_MS": "500"})
+        try:
+            yield gw.start()
+        finally:
+            gw.stop()
+
+
+def test_a_store_that_stays_down_gets_the_unavailable_reply_in_time(impatient, conn, database_url):
+    load_personas(conn)
+    with psycopg.connect(database_url) as locker:
+        # Holding this lock makes every read of the registry run into its statement timeout.
+        locker.execute("LOCK TABLE vehicles.inspections IN ACCESS EXCLUSIVE MODE")
+        response = impatient.post(**{"from": demo.AIGERIM.phone, "to": "1414",
+                                     "text": "8 123ABC01", "id": "down-1"})
+        [sms] = impatient.replies_to(response.json()["id"], timeout_s=30)
+        locker.rollback()
+    assert sms["text"] == "Usluga vremenno nedostupna. Povtorite zapros pozzhe."
+    retries = impatient.log("inbound").count("store unavailable")
+    assert retries >= 1
+    reason, = conn.execute("SELECT reason FROM dead_letters").fetchone()
+    assert reason.startswith("tech_inspection unavailable")
+    received, sent = conn.execute("SELECT i.received_at, o.sent_at FROM inbound i "
+                                  "JOIN outbound o ON o.inbound_id = i.id").fetchone()
+    assert sent - received < dt.timedelta(seconds=15)

@@ -79,17 +79,17 @@ def test_dispatching_twice_queues_one_reply(conn, p):
 
 @pytest.mark.parametrize(("persona", "text", "expected"), [
     ({"housing": 1234}, "4",
-     "Ochered' na zhil'e: nomer v ocheredi 1234, data postanovki 12.03.2019."),
-    (None, "4", "Vi ne mozhete poluchit spravku, Vas net v mobilnoi baze grazhdan. "
-                "Registraciu mozjno proiti na egov.kz I v Tsone."),
+     "Ochered' na zhil'e: IIN 8801***0452, nomer v ocheredi 1234, data postanovki 12.03.2019."),
+    (None, "4", ("Vi ne mozhete poluchit spravku, Vas net v mobilnoi baze grazhdan. "
+                 "Registraciu mozjno proiti na egov.kz I v Tsone.")),
     ({"status": "invalid", "housing": 1}, "4",
-     "Usluga ne mozhet byt' okazana. Vash status v gosudarstvennoy baze dannyh fizicheskikh "
-     "lic ne validen."),
-    ({}, "4", "Usluga ne mozhet byt' okazana. Po Vashemu zaprosu dannye ne naideny, "
-              "prover'te vvedennye dannye."),
+     ("Usluga ne mozhet byt' okazana. Vash status v gosudarstvennoy baze dannyh fizicheskikh "
+      "lic ne validen.")),
+    ({}, "4", ("Usluga ne mozhet byt' okazana. Po Vashemu zaprosu dannye ne naideny, "
+               "prover'te vvedennye dannye.")),
     ({"housing": 7}, "4 880102300453",  # bad check digit
-     "Usluga ne mozhet byt' okazana. Po Vashemu zaprosu dannye ne naideny, "
-     "prover'te vvedennye dannye."),
+     ("Usluga ne mozhet byt' okazana. Po Vashemu zaprosu dannye ne naideny, "
+      "prover'te vvedennye dannye.")),
 ], ids=["found", "not-in-mbg", "status-invalid", "no-data", "iin-invalid"])
 def test_housing_queue_answers_every_row_of_its_table(conn, p, persona, text, expected):
     if persona is not None:
@@ -105,15 +105,16 @@ def test_housing_queue_for_another_person(conn, p):
     add_persona(conn, phone="+77017654321", iin="900101300017", housing=55)
     inbound_id = receive(conn, "4 900101300017")
     pipeline.answer(p, "housing_queue", [inbound_id])
-    assert "nomer v ocheredi 55," in reply_texts(conn)[0]
+    assert reply_texts(conn) == [
+        "Ochered' na zhil'e: IIN 9001***0017, nomer v ocheredi 55, data postanovki 12.03.2019."]
 
 
 def test_a_service_without_handler_leaves_a_dead_letter(conn, p):
-    inbound_id = receive(conn, "Техосмотр 123ABC01")
-    assert pipeline.answer(p, "tech_inspection", [inbound_id]) == []
+    inbound_id = receive(conn, "TK,Nguyen Van An,123456789,01.02.1990", shortcode="8188")
+    assert pipeline.answer(p, "account_registration", [inbound_id]) == []
     reason, = conn.execute("SELECT reason FROM dead_letters WHERE inbound_id = %s",
                            (inbound_id,)).fetchone()
-    assert "tech_inspection" in reason
+    assert reason == "service account_registration is not offered yet"
     assert conn.execute("SELECT state FROM inbound").fetchone() == ("dead",)
 
 
@@ -155,7 +156,7 @@ def test_a_store_failure_is_classified_retryable_and_keeps_nothing(conn, databas
     finally:
         p.pool.close()
     assert len(queued) == 1
-    assert reply_texts(conn) == ["Servis vremenno nedostupen. Poprobuite pozzhe."]
+    assert reply_texts(conn) == ["Usluga vremenno nedostupna. Povtorite zapros pozzhe."]
     assert conn.execute("SELECT count(*) FROM dead_letters").fetchone() == (1,)
 
 

@@ -34,10 +34,10 @@ def test_every_template_is_plain_ascii_and_fits_one_segment():
 
 
 def test_dates_render_as_dd_mm_yyyy():
-    reply = Reply("housing_queue", "found", {"position": 17, "category": "x",
-                                             "registered_on": dt.date(2019, 3, 12), "authority": "y"})
+    reply = Reply("housing_queue", "found", {"iin": "9001***0017", "position": 17,
+                                             "registered_on": dt.date(2019, 3, 12)})
     assert Templates.load().render(reply) == (
-        "Ochered' na zhil'e: nomer v ocheredi 17, data postanovki 12.03.2019.")
+        "Ochered' na zhil'e: IIN 9001***0017, nomer v ocheredi 17, data postanovki 12.03.2019.")
 
 
 def test_an_operator_file_replaces_the_wording(tmp_path):

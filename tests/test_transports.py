@@ -60,7 +60,7 @@ def test_file_transport_error_is_retryable(tmp_path):
 class _Smsbox(BaseHTTPRequestHandler):
     """Answers as Kannel's smsbox does; the status to answer is set on the server."""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.server.requests.append((urlsplit(self.path).path, parse_qs(urlsplit(self.path).query)))
         status, body = self.server.answer
         self.send_response(status)

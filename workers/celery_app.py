@@ -11,7 +11,7 @@ from functools import cached_property
 
 from celery import Celery
 from celery.signals import setup_logging
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from parsers import KeywordIndex
 from replies.templates import Templates
@@ -81,8 +81,8 @@ def create_app(settings: Settings) -> Celery:
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
                                    "interval_step": 0.2, "interval_max": 0.5},
         task_default_queue=INBOUND,
-        task_queues=[Queue(INBOUND), Queue(OUTBOUND),
-                     *(Queue(service_queue(s)) for s in services)],
+        task_queues=[_queue(INBOUND), _queue(OUTBOUND),
+                     *(_queue(service_queue(s)) for s in services)],
         task_routes={tasks.DISPATCH: {"queue": INBOUND}, tasks.DELIVER: {"queue": OUTBOUND},
                      tasks.RECONCILE: {"queue": INBOUND}},
         worker_prefetch_multiplier=4,
@@ -93,6 +93,11 @@ def create_app(settings: Settings) -> Celery:
     app.govsms = Runtime(settings)  # type: ignore[attr-defined]
     tasks.register(app, service_queue=service_queue, outbound_queue=OUTBOUND)
     return app
+
+
+def _queue(name: str) -> Queue:
+    # Each queue bound by its own name, not all to the default exchange and key.
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
 def all_queues(settings: Settings) -> list[str]:

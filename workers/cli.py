@@ -20,13 +20,14 @@ def main() -> None:
 
 
 @main.command()
-def run() -> None:
+@click.option("--demo", is_flag=True, help="Load the demo dataset when the registries are empty")
+def run(demo: bool) -> None:
     """Run everything: embedded Redis/PostgreSQL if none configured, ingest, workers, beat."""
     from workers.run import run as run_all
 
     settings = Settings()
     logs.configure(settings.log_level)
-    sys.exit(run_all(settings))
+    sys.exit(run_all(settings, demo=demo))
 
 
 @main.command()
@@ -48,16 +49,56 @@ def db() -> None:
     """The database."""
 
 
+def _database_url() -> str:
+    url = load_settings().database_url
+    if not url:
+        raise click.ClickException("no database: set GOVSMS_DATABASE_URL or start `govsms run`")
+    return url
+
+
 @db.command("migrate")
 def db_migrate() -> None:
     """Apply the migrations not yet applied."""
     from workers import db as database
 
-    settings = load_settings()
-    if not settings.database_url:
-        raise click.ClickException("no database: set GOVSMS_DATABASE_URL or start `govsms run`")
-    applied = database.migrate(settings.database_url)
+    applied = database.migrate(_database_url())
     click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
+
+
+@db.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def db_load(path: str) -> None:
+    """Upsert a registry extract (JSON); a malformed row loads nothing of the file."""
+    with open(path, encoding="utf-8") as f:
+        _load(f.read(), path)
+
+
+@db.command("seed-demo")
+@click.option("--persons", default=20_000, show_default=True, help="Synthetic people to make")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the extract here")
+def db_seed_demo(persons: int, out: str | None) -> None:
+    """Load the synthetic demo dataset and its personas (README, "Demo")."""
+    from workers import demo
+
+    text = json.dumps(demo.dataset(persons), default=str, ensure_ascii=False, indent=0)
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+    _load(text, "demo dataset")
+
+
+def _load(text: str, name: str) -> None:
+    import psycopg
+
+    from workers import extracts
+
+    try:
+        sections = extracts.validate(text)
+    except extracts.ExtractError as error:
+        raise click.ClickException(f"{name}: {error}; nothing loaded") from None
+    with psycopg.connect(_database_url()) as conn:
+        counts = extracts.load(conn, sections)
+    click.echo(f"{name}: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "no rows"))
 
 
 @main.command()
@@ -98,6 +139,18 @@ def _post_inbound(client: httpx.Client, sender: str, shortcode: str, text: str) 
     if response.status_code != 202:
         raise click.ClickException(f"ingest answered {response.status_code}: {response.text}")
     return int(response.json()["id"])
+
+
+@main.command()
+@click.option("--seconds", default=5.0, show_default=True, help="How long to measure each figure")
+@click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False))
+def bench(seconds: float, out: str) -> None:
+    """Measure, print and write docs/benchmarks.md and docs/benchmarks.json."""
+    from pathlib import Path
+
+    from workers.bench import run as run_bench
+
+    run_bench(seconds, Path(out))
 
 
 @main.command()

@@ -22,10 +22,11 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from replies.masking import mask_digits
 from services.phones import to_e164
 from workers import db, messages
-from workers.celery_app import INBOUND, create_app as create_celery
-from workers.logs import mask_phone
+from workers.celery_app import INBOUND
+from workers.celery_app import create_app as create_celery
 from workers.settings import Settings
 from workers.tasks import DISPATCH
 
@@ -78,7 +79,7 @@ class Ingest:
                     conn, source=sms.smsc or DEFAULT_SOURCE, external_id=sms.id or uuid.uuid4().hex,
                     sender=sender, shortcode=sms.to, text=sms.text)
         except psycopg.Error as error:
-            log.error("cannot record inbound from %s: %s", mask_phone(sender), type(error).__name__)
+            log.error("cannot record inbound from %s: %s", mask_digits(sender), type(error).__name__)
             raise Unavailable("message store unavailable") from error
         if recorded.new or recorded.state == "received":
             # A repeat of a message not yet picked up may be one whose first enqueue failed.
@@ -87,7 +88,7 @@ class Ingest:
             except Exception as error:  # kombu and redis raise several unrelated types
                 log.error("cannot enqueue inbound %s: %s", recorded.id, type(error).__name__)
                 raise Unavailable("queue unavailable") from error
-        log.info("inbound %s from %s to %s%s", recorded.id, mask_phone(sender), sms.to,
+        log.info("inbound %s from %s to %s%s", recorded.id, mask_digits(sender), sms.to,
                  "" if recorded.new else " (repeat)")
         return Accepted(recorded.id, duplicate=not recorded.new)
 

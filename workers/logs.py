@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 import logging
-import re
 
-# A phone number (optionally +) or IIN: 10 to 15 digits in a row.
-_LONG_NUMBER = re.compile(r"(?<!\d)(\+?)(\d{4})(\d{2,7})(\d{4})(?!\d)")
-
-
-def mask_phone(value: str) -> str:
-    """`+77011234567` -> `+7701***4567`; IINs the same way (`9001***1234`)."""
-    return _LONG_NUMBER.sub(lambda m: f"{m[1]}{m[2]}***{m[4]}", value)
+from replies.masking import mask_digits
 
 
 class MaskingFilter(logging.Filter):
@@ -19,7 +12,7 @@ class MaskingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = mask_phone(message)
+        masked = mask_digits(message)
         if masked != message:
             record.msg, record.args = masked, None
         return True

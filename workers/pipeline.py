@@ -14,13 +14,13 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from parsers import KeywordIndex
+from replies.masking import mask_digits
 from replies.templates import COMMON, Templates
 from replies.transports import Sms, Transport, TransportError
 from services.errors import StoreUnavailable
 from services.handler import Reply, Request
 from services.registry import Registry
 from workers import messages
-from workers.logs import mask_phone
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class Dispatched:
     """Where a batch of inbound messages goes next."""
 
     services: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    deadlines: dict[str, float] = field(default_factory=dict)  # per service, the earliest (epoch)
     outbound: list[int] = field(default_factory=list)
 
 
@@ -67,6 +68,8 @@ def dispatch(p: Pipeline, ids: list[int]) -> Dispatched:
             else:
                 routes[row.id] = service
                 out.services[service].append(row.id)
+                deadline = (row.received_at + p.sla).timestamp()
+                out.deadlines[service] = min(out.deadlines.get(service, deadline), deadline)
         messages.mark_dispatched(conn, routes)
     return out
 
@@ -88,8 +91,8 @@ def answer(p: Pipeline, service: str, ids: list[int]) -> list[int]:
                     continue
                 try:
                     with conn.transaction():
-                        reply = handler(conn, Request(row.sender, p.index.parse(row.shortcode,
-                                                                                row.text)))
+                        parsed = p.index.parse(row.shortcode, row.text)
+                        reply = handler(conn, Request(row.sender, parsed, row.received_at))
                         outbound_id = _reply(conn, p, row, reply)
                 except psycopg.OperationalError:
                     raise
@@ -148,7 +151,7 @@ def deliver(pool: ConnectionPool, transport: Transport, ids: list[int]) -> Deliv
                 continue
             messages.mark_sent(conn, row.id, transport_id)
         out.sent.append(row.id)
-        log.info("reply sent to %s from %s: %s", mask_phone(row.recipient), row.sender, row.text)
+        log.info("reply sent to %s from %s: %s", mask_digits(row.recipient), row.sender, row.text)
     return out
 
 

@@ -12,7 +12,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from workers import db, embedded
+import psycopg
+
+from workers import db, embedded, extracts
+from workers import demo as demo_data
 from workers.celery_app import INBOUND, OUTBOUND, all_queues
 from workers.settings import RUNTIME_FILE, Settings
 from workers.supervisor import Child, Supervisor
@@ -32,7 +35,7 @@ def _start_server(sup: Supervisor, spec: embedded.ServerSpec, logs: Path) -> str
     return spec.url
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, *, demo: bool = False) -> int:
     """Start servers as needed, migrate, start the gateway's processes and supervise them."""
     data_dir = settings.data_dir.resolve()
     logs = data_dir / "logs"
@@ -56,6 +59,8 @@ def run(settings: Settings) -> int:
                                        "pid": os.getpid()}))
         applied = db.migrate(database_url)
         log.info("migrations applied: %s", ", ".join(applied) or "none pending")
+        if demo:
+            _seed_demo_once(database_url)
         env = {**os.environ, "GOVSMS_REDIS_URL": redis_url, "GOVSMS_DATABASE_URL": database_url,
                "GOVSMS_DATA_DIR": str(data_dir), "GOVSMS_TRANSPORT": settings.transport_url}
         celery = _python("-m", "celery", "-A", "workers.celery_app")
@@ -84,6 +89,16 @@ def run(settings: Settings) -> int:
     finally:
         sup.stop()
         runtime.unlink(missing_ok=True)
+
+
+def _seed_demo_once(database_url: str) -> None:
+    """Load the demo dataset on first start (when MBG is empty)."""
+    with psycopg.connect(database_url) as conn:
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM mbg.subscribers)").fetchone()[0]:
+            return
+        text = json.dumps(demo_data.dataset(), default=str)
+        counts = extracts.load(conn, extracts.validate(text))
+    log.info("demo dataset loaded: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 def _wait_listening(settings: Settings, alive: Callable[[], bool], timeout_s: float = 30) -> None:

@@ -47,7 +47,9 @@ class Child:
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
                 list(self.argv), env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+                # The supervisor starts children from its one thread: preexec_fn is safe here.
+                stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
                 user=self.user, group=self.group,
                 extra_groups=None if self.user is None else [], cwd=os.getcwd() if self.user is None else "/")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,8 @@ ANSWER = "govsms.answer"
 DELIVER = "govsms.deliver"
 RECONCILE = "govsms.reconcile"
 
-# Store retries: 1+2+4+8+16 s, so the "unavailable" reply still goes out inside the SLA.
+# Store retries stop this long before the deadline, so "unavailable" still goes out in time.
+REPLY_RESERVE_S = 10.0
 STORE_RETRIES = 5
 # Transport retries run past the SLA: a late reply is still sent (and counted late).
 SEND_RETRIES = 10
@@ -70,18 +72,21 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         except StoreUnavailable as error:
             raise self.retry(countdown=backoff(self.request.retries), exc=error) from None
         for service, service_ids in routed.services.items():
-            app.send_task(ANSWER, args=[service, service_ids], queue=service_queue(service))
+            app.send_task(ANSWER, args=[service, routed.deadlines[service], service_ids],
+                          queue=service_queue(service))
         send_outbound(routed.outbound)
 
-    @app.task(name=ANSWER, base=GovsmsTask, bind=True, max_retries=STORE_RETRIES)
-    def answer(self: Task, service: str, ids: list[int]) -> None:
-        """Run one service for inbound messages and queue the replies."""
+    @app.task(name=ANSWER, base=GovsmsTask, bind=True, max_retries=None)
+    def answer(self: Task, service: str, deadline: float, ids: list[int]) -> None:
+        """Run one service for inbound messages and queue the replies; retry a store inside the SLA."""
         p = self.app.govsms.pipeline
         try:
             queued = pipeline.answer(p, service, ids)
         except StoreUnavailable as error:
-            if self.request.retries < STORE_RETRIES:
-                raise self.retry(countdown=backoff(self.request.retries), exc=error) from None
+            countdown = backoff(self.request.retries)
+            if time.time() + countdown + REPLY_RESERVE_S < deadline:
+                log.warning("%s store unavailable (%s); retry in %.1f s", service, error, countdown)
+                raise self.retry(countdown=countdown, exc=error) from None
             queued = pipeline.answer_unavailable(p, service, ids, str(error))
         send_outbound(queued)
 

@@ -11,3 +11,11 @@ def iin_by_phone(conn: psycopg.Connection, phone: str) -> str | None:
     """The IIN registered to `phone` (E.164), or None when the number is not in MBG."""
     row = conn.execute(_IIN_BY_PHONE, (phone,)).fetchone()
     return row[0] if row else None
+
+
+# Loading an extract: insert or update, keyed like the look-up.
+UPSERT = """
+INSERT INTO mbg.subscribers (phone, iin) VALUES (%(phone)s, %(iin)s)
+ON CONFLICT (phone) DO UPDATE SET iin = EXCLUDED.iin
+"""
+

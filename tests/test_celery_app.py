@@ -1,0 +1,51 @@
+"""The Celery app's wiring: each task lands on its own queue of the real Redis, and only there."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from workers.celery_app import OUTBOUND, all_queues, create_app, service_queue
+from workers.settings import Settings
+from workers.tasks import ANSWER, DELIVER, DISPATCH, RECONCILE
+
+
+@pytest.fixture
+def broker(settings: Settings) -> redis.Redis:
+    client = redis.Redis.from_url(settings.redis_url)
+    client.flushdb()
+    client.set("govsms:test-claim", "kept")  # the session's claim on this db
+    return client
+
+
+def depths(client: redis.Redis, settings: Settings) -> dict[str, int]:
+    return {q: client.llen(q) for q in all_queues(settings) if client.llen(q)}
+
+
+@pytest.mark.parametrize(("task", "args", "queue"), [
+    (DISPATCH, [[1]], "inbound"),
+    (RECONCILE, [], "inbound"),
+    (ANSWER, ["housing_queue", 0.0, [1]], service_queue("housing_queue")),
+    (DELIVER, [[1]], OUTBOUND),
+])
+def test_each_task_lands_on_its_queue_only(settings, broker, task, args, queue):
+    app = create_app(settings)
+    with app.connection_for_write() as conn:  # declare every queue, as the workers do
+        for q in app.amqp.queues.values():
+            q.bind(conn.default_channel).declare()
+    explicit = {"queue": queue} if task == ANSWER else {}
+    app.send_task(task, args=args, **explicit)
+    assert depths(broker, settings) == {queue: 1}
+    message = json.loads(broker.lpop(queue))
+    assert message["headers"]["task"] == task
+
+
+def test_only_json_and_no_results(settings):
+    conf = create_app(settings).conf
+    assert conf.task_serializer == "json" and conf.accept_content == ["json"]
+    assert conf.task_ignore_result and conf.result_backend is None
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    visibility = conf.broker_transport_options["visibility_timeout"]
+    assert conf.task_time_limit < visibility < settings.sla_seconds
