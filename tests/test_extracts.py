@@ -50,8 +50,8 @@ def test_an_upsert_updates(conn):
     (('"iin": "880102300452"}]', '"iin": "880102300453"}]'), "line 2: mbg: iin: Value error, not a valid IIN"),
     (('"status": "valid"', '"status": "alive"'), "line 4: persons: status"),
     (('"123 abc 01"', '"12 abc 01"'), "line 7: vehicle_inspections: plate: Value error, not a plate"),
-    (('"valid_to": "2027-03-01"', '"valid_to": "2025-03-01"'), "line 7: vehicle_inspections: row: "
-                                                               "Value error, valid_to is before"),
+    (('"valid_to": "2027-03-01"', '"valid_to": "2025-03-01"'),
+     "line 7: vehicle_inspections: row: Value error, valid_to is before"),
     (('"position": 17', '"position": 0'), "line 9: kindergarten_queue: position"),
     (('"authority": "Akimat"', '"authority": "Akimat", "extra": 1'), "line 11: housing_queue: extra"),
     (('"8 701 123 45 67"', '"call me"'), "line 2: mbg: phone: Value error, not a phone number"),
