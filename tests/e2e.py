@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from workers.celery_app import INBOUND, OUTBOUND, all_queues
 from workers.embedded import free_port
+from workers.run import processes
 from workers.settings import Settings
 
 
@@ -53,19 +52,14 @@ class Gateway:
         self.processes[name] = process
         return process
 
-    def start_worker(self, name: str, queues: list[str], concurrency: int = 2) -> None:
-        """A Celery worker process; returns once it is ready to consume."""
-        self.spawn(name, [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-                          "-Q", ",".join(queues), "-n", f"{name}@%h", "-c", str(concurrency),
-                          "--without-gossip", "--without-mingle", "--loglevel", "INFO"])
-        wait_for(lambda: "ready." in self.log(name), 30, f"worker {name}")
-
     def start(self) -> Gateway:
-        """Start everything and wait until it is ready."""
-        self.spawn("ingest", [sys.executable, "-m", "workers.cli", "ingest"])
-        services = [q for q in all_queues(self.settings) if q not in (INBOUND, OUTBOUND)]
-        self.start_worker("inbound", [INBOUND, *services])
-        self.start_worker("outbound", [OUTBOUND])
+        """Start the processes `govsms run` starts, but beat, and wait until they are ready."""
+        for name, argv in processes(self.settings, self.settings.data_dir).items():
+            if name != "beat":
+                self.spawn(name, argv)
+        for name in self.processes:
+            if name.startswith("worker-"):
+                wait_for(lambda n=name: "ready." in self.log(n), 60, name)
         wait_for(self._ingest_up, 30, "ingest")
         return self
 

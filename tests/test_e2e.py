@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import SECRET, add_persona, claimed_redis_db
 from tests.e2e import Gateway, gateway_settings, wait_for
-from tests.test_services import expected_text, load_personas
+from tests.test_services import every_row_in_every_keyword, expected_text, load_personas
 from workers import demo
 from workers.celery_app import create_app
 from workers.tasks import RECONCILE
@@ -90,9 +90,10 @@ def test_many_messages_each_get_exactly_one_reply(gw, conn):
     time.sleep(1)
     assert sorted(s["inbound_id"] for s in gw.sent()) == sorted(ids)
     # Each kind of task ran on the worker of its queue, and only there.
-    ran = {name: {task for task in ("dispatch", "deliver") if f"Task govsms.{task}[" in gw.log(name)}
-           for name in ("inbound", "outbound")}
-    assert ran == {"inbound": {"dispatch"}, "outbound": {"deliver"}}
+    tasks = ("dispatch", "answer", "deliver")
+    ran = {name: {task for task in tasks if f"Task govsms.{task}[" in gw.log(name)}
+           for name in ("worker-inbound", "worker-outbound")}
+    assert ran == {"worker-inbound": {"dispatch"}, "worker-outbound": {"deliver"}}
 
 
 def test_a_message_whose_task_was_lost_is_answered_by_the_reconciler(gw, conn):
@@ -109,7 +110,7 @@ def test_a_message_whose_task_was_lost_is_answered_by_the_reconciler(gw, conn):
 def test_every_seed_table_row_in_each_language_through_the_pipeline(gw, conn):
     load_personas(conn)
     posted = {}
-    for n, (persona, text, outcome) in enumerate(demo.EXAMPLES):
+    for n, (persona, text, outcome) in enumerate(every_row_in_every_keyword()):
         response = gw.post(**{"from": persona.phone, "to": "1414", "text": text, "id": f"ex-{n}"})
         posted[response.json()["id"]] = expected_text(text, outcome)
     wait_for(lambda: len(gw.sent()) >= len(posted), 30, "every reply")
@@ -135,6 +136,24 @@ def impatient(database_url: str, redis_server: str, tmp_path, conn) -> Iterator[
             gw.stop()
 
 
+def test_a_slow_registry_delays_only_its_own_service(gw, conn, database_url):
+    load_personas(conn)
+    with psycopg.connect(database_url) as locker:
+        # Every read of vehicle inspections now waits for its 5 s statement timeout.
+        locker.execute("LOCK TABLE vehicles.inspections IN ACCESS EXCLUSIVE MODE")
+        for n in range(8):
+            gw.post(**{"from": demo.AIGERIM.phone, "to": "1414", "text": "8 123ABC01",
+                       "id": f"slow-{n}"})
+        time.sleep(0.5)  # the inspection requests are taken first
+        started = time.monotonic()
+        housing = gw.post(**{"from": demo.AIGERIM.phone, "to": "1414", "text": "4", "id": "fast"})
+        [sms] = gw.replies_to(housing.json()["id"], timeout_s=30)
+        waited = time.monotonic() - started
+        locker.rollback()
+    assert sms["text"].startswith("Ochered' na zhil'e: IIN 8801***0459")
+    assert waited < 3.0, f"the housing reply waited {waited:.1f} s behind the inspections"
+
+
 def test_a_store_that_stays_down_gets_the_unavailable_reply_in_time(impatient, conn, database_url):
     load_personas(conn)
     with psycopg.connect(database_url) as locker:
@@ -145,7 +164,7 @@ def test_a_store_that_stays_down_gets_the_unavailable_reply_in_time(impatient, c
         [sms] = impatient.replies_to(response.json()["id"], timeout_s=30)
         locker.rollback()
     assert sms["text"] == "Usluga vremenno nedostupna. Povtorite zapros pozzhe."
-    retries = impatient.log("inbound").count("store unavailable")
+    retries = impatient.log("worker-svc.tech_inspection").count("store unavailable")
     assert retries >= 1
     reason, = conn.execute("SELECT reason FROM dead_letters").fetchone()
     assert reason.startswith("tech_inspection unavailable")

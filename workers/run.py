@@ -63,23 +63,9 @@ def run(settings: Settings, *, demo: bool = False) -> int:
             _seed_demo_once(database_url)
         env = {**os.environ, "GOVSMS_REDIS_URL": redis_url, "GOVSMS_DATABASE_URL": database_url,
                "GOVSMS_DATA_DIR": str(data_dir), "GOVSMS_TRANSPORT": settings.transport_url}
-        celery = _python("-m", "celery", "-A", "workers.celery_app")
-        worker_opts = ["--without-gossip", "--without-mingle", "--loglevel", settings.log_level,
-                       "--concurrency", str(settings.concurrency)]
-        service_queues = [q for q in all_queues(settings) if q not in (INBOUND, OUTBOUND)]
-        ingest = sup.start(Child("ingest", _python("-m", "workers.cli", "ingest"),
-                                 logs / "ingest.log", env))
-        for child in (
-            Child("worker-inbound", [*celery, "worker", "-Q", ",".join([INBOUND, *service_queues]),
-                                     "-n", "inbound@%h", *worker_opts], logs / "worker-inbound.log",
-                  env),
-            Child("worker-outbound", [*celery, "worker", "-Q", OUTBOUND, "-n", "outbound@%h",
-                                      *worker_opts], logs / "worker-outbound.log", env),
-            Child("beat", [*celery, "beat", "--loglevel", settings.log_level,
-                           "-s", str(data_dir / "celerybeat-schedule")], logs / "beat.log", env),
-        ):
-            sup.start(child)
-        _wait_listening(settings, ingest.alive)
+        children = [sup.start(Child(name, argv, logs / f"{name}.log", env))
+                    for name, argv in processes(settings, data_dir).items()]
+        _wait_listening(settings, children[0].alive)
         _print_banner(settings, redis_url, database_url, logs)
         while not stop:
             sup.check()
@@ -89,6 +75,31 @@ def run(settings: Settings, *, demo: bool = False) -> int:
     finally:
         sup.stop()
         runtime.unlink(missing_ok=True)
+
+
+def processes(settings: Settings, data_dir: Path) -> dict[str, list[str]]:
+    """The gateway's processes by name, ingest first: what `govsms run` starts and supervises.
+
+    Each service queue has a worker of its own, so a slow registry holds up only
+    its own service; those workers wait on I/O, so they run a thread pool.
+    """
+    celery = _python("-m", "celery", "-A", "workers.celery_app")
+    opts = ["--without-gossip", "--without-mingle", "--loglevel", settings.log_level]
+
+    def worker(name: str, queue: str, *pool: str) -> list[str]:
+        return [*celery, "worker", "-Q", queue, "-n", f"{name}@%h", *opts, *pool]
+
+    prefork = ("--concurrency", str(settings.concurrency))
+    threads = ("--pool", "threads", "--concurrency", str(2 * settings.concurrency))
+    found = {"ingest": _python("-m", "workers.cli", "ingest"),
+             "worker-inbound": worker("inbound", INBOUND, *prefork)}
+    for queue in all_queues(settings):
+        if queue not in (INBOUND, OUTBOUND):
+            found[f"worker-{queue}"] = worker(queue, queue, *threads)
+    found["worker-outbound"] = worker("outbound", OUTBOUND, *prefork)
+    found["beat"] = [*celery, "beat", "--loglevel", settings.log_level,
+                     "-s", str(data_dir / "celerybeat-schedule")]
+    return found
 
 
 def _seed_demo_once(database_url: str) -> None:
