@@ -141,7 +141,13 @@ def redis_url(redis_server: str) -> Iterator[str]:
 def conn(database_url: str) -> Iterator[psycopg.Connection]:
     """A connection to the session database, emptied before the test."""
     with psycopg.connect(database_url, autocommit=True) as connection:
-        connection.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        for attempt in range(5):
+            try:  # a worker of the previous test may still hold a row lock or two
+                connection.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+                break
+            except psycopg.errors.DeadlockDetected:
+                if attempt == 4:
+                    raise
         yield connection
 
 

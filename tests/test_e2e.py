@@ -152,6 +152,10 @@ def test_a_slow_registry_delays_only_its_own_service(gw, conn, database_url):
         locker.rollback()
     assert sms["text"].startswith("Ochered' na zhil'e: IIN 8801***0459")
     assert waited < 3.0, f"the housing reply waited {waited:.1f} s behind the inspections"
+    # Once the registry answers again, the inspection requests are answered too.
+    wait_for(lambda: len(gw.sent()) == 9, 30, "the delayed inspection replies")
+    assert {s["text"] for s in gw.sent()} - {sms["text"]} == {
+        expected_text("8 123ABC01", "tech_inspection.valid")}
 
 
 def test_a_store_that_stays_down_gets_the_unavailable_reply_in_time(impatient, conn, database_url):

@@ -13,8 +13,8 @@ import json
 import psycopg
 import pytest
 
-from tests.test_pipeline import make_pipeline
 from services.registry import default_registry
+from tests.test_pipeline import make_pipeline
 from workers import demo, extracts, messages, pipeline
 
 TODAY = dt.date.today()
