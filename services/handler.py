@@ -28,6 +28,7 @@ class Reply:
     service: str
     outcome: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    sealed: bool = False  # the text carries a password or code: encrypted at rest, never logged
 
 
 Handler = Callable[[psycopg.Connection, Request], Reply]

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from parsers import Syntax, arguments
-from services import housing, kindergarten, tech_inspection
+from services import account_registration, housing, kindergarten, tech_inspection
 from services.handler import Handler
 
 
@@ -77,5 +77,6 @@ def default_registry() -> Registry:
         Service(
             name="account_registration",
             syntax=Syntax(keywords=(), argument=arguments.registration),
+            handler=account_registration.handle,
         ),
     ])

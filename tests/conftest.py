@@ -27,9 +27,11 @@ from workers.settings import Settings
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_REDIS = "redis://127.0.0.1:6379"
 SECRET = "test-bridge-secret"
+KEY = "test-secret-key-0123456789abcdef0123456789"
 # Tables emptied between tests, children first.
 TABLES = ("dead_letters", "outbound", "inbound", "mbg.subscribers", "persons.individuals",
-          "housing.queue", "vehicles.inspections", "kindergarten.queue")
+          "housing.queue", "vehicles.inspections", "kindergarten.queue", "accounts.citizens",
+          "otp.codes")
 
 
 def _postgres_answers(url: str) -> bool:
@@ -155,7 +157,8 @@ def conn(database_url: str) -> Iterator[psycopg.Connection]:
 def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
     """Settings pointing at the session's database and Redis db, with a file transport."""
     return Settings(database_url=database_url, redis_url=redis_url, data_dir=tmp_path,
-                    bridge_secret=SECRET, transport=f"file://{tmp_path / 'outbox.jsonl'}")
+                    bridge_secret=SECRET, secret_key=KEY,
+                    transport=f"file://{tmp_path / 'outbox.jsonl'}")
 
 
 def add_persona(conn: psycopg.Connection, *, phone: str, iin: str, status: str = "valid",

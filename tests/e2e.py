@@ -15,7 +15,10 @@ import httpx
 
 from workers.embedded import free_port
 from workers.run import processes
-from workers.settings import Settings
+from tests.conftest import KEY
+from workers.settings import ApiClient, Settings
+
+PORTAL_SECRET = "e2e-portal-secret-0123456789"
 
 
 def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition") -> Any:
@@ -44,7 +47,12 @@ class Gateway:
         return {**os.environ, "GOVSMS_REDIS_URL": s.redis_url or "",
                 "GOVSMS_DATABASE_URL": s.database_url or "", "GOVSMS_DATA_DIR": str(s.data_dir),
                 "GOVSMS_TRANSPORT": s.transport_url, "GOVSMS_HTTP_PORT": str(s.http_port),
-                "GOVSMS_BRIDGE_SECRET": s.secret(), **self.env_extra}
+                "GOVSMS_BRIDGE_SECRET": s.secret(), "GOVSMS_SECRET_KEY": s.key(),
+                "GOVSMS_API_CLIENTS": json.dumps({
+                    name: {"secret": c.secret.get_secret_value(), "senders": c.senders,
+                           "manages_accounts": c.manages_accounts}
+                    for name, c in s.api_clients.items()}),
+                **self.env_extra}
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
@@ -54,7 +62,7 @@ class Gateway:
 
     def start(self) -> Gateway:
         """Start the processes `govsms run` starts, but beat, and wait until they are ready."""
-        for name, argv in processes(self.settings, self.settings.data_dir).items():
+        for name, argv in processes(self.settings).items():
             if name != "beat":
                 self.spawn(name, argv)
         for name in self.processes:
@@ -101,6 +109,8 @@ class Gateway:
 
 def gateway_settings(database_url: str, redis_url: str, data_dir: Path, secret: str) -> Settings:
     """Settings for a gateway under test: its own port and outbox."""
+    portal = ApiClient(secret=PORTAL_SECRET, senders=["1414", "EGOV"], manages_accounts=True)
     return Settings(database_url=database_url, redis_url=redis_url, data_dir=data_dir,
-                    bridge_secret=secret, http_port=free_port(),
+                    bridge_secret=secret, secret_key=KEY, http_port=free_port(),
+                    api_clients={"portal": portal},
                     transport=f"file://{data_dir / 'outbox.jsonl'}")

@@ -15,7 +15,8 @@ from replies.transports.fake import MemoryTransport
 from services.errors import StoreUnavailable
 from services.handler import Reply
 from services.registry import Registry, Service, default_registry
-from tests.conftest import add_persona
+from replies.sealing import Sealer
+from tests.conftest import KEY, add_persona
 from workers import db, messages, pipeline
 from workers.settings import DEFAULT_SHORTCODES
 
@@ -30,7 +31,8 @@ def make_pipeline(database_url: str, registry: Registry | None = None) -> pipeli
     return pipeline.Pipeline(
         pool=db.create_pool(database_url, statement_timeout_ms=2000),
         index=KeywordIndex.build(registry, shortcodes),
-        registry=registry, templates=Templates.load(), sla=dt.timedelta(seconds=60))
+        registry=registry, templates=Templates.load(), sla=dt.timedelta(seconds=60),
+        sealer=Sealer(KEY), senders={"account_registration": "8188"})
 
 
 @pytest.fixture
@@ -109,12 +111,16 @@ def test_housing_queue_for_another_person(conn, p):
         "Ochered' na zhil'e: IIN 9001***0017, nomer v ocheredi 55, data postanovki 12.03.2019."]
 
 
-def test_a_service_without_handler_leaves_a_dead_letter(conn, p):
-    inbound_id = receive(conn, "TK,Nguyen Van An,123456789,01.02.1990", shortcode="8188")
-    assert pipeline.answer(p, "account_registration", [inbound_id]) == []
+def test_a_service_without_handler_leaves_a_dead_letter(conn, database_url):
+    p = make_pipeline(database_url, _registry_with(None))
+    try:
+        inbound_id = receive(conn, "4")
+        assert pipeline.answer(p, "housing_queue", [inbound_id]) == []
+    finally:
+        p.pool.close()
     reason, = conn.execute("SELECT reason FROM dead_letters WHERE inbound_id = %s",
                            (inbound_id,)).fetchone()
-    assert reason == "service account_registration is not offered yet"
+    assert reason == "service housing_queue is not offered yet"
     assert conn.execute("SELECT state FROM inbound").fetchone() == ("dead",)
 
 
@@ -167,8 +173,8 @@ def _queued_reply(conn: psycopg.Connection, p: pipeline.Pipeline) -> int:
 def test_deliver_sends_once_even_when_redelivered(conn, p):
     outbound_id = _queued_reply(conn, p)
     transport = MemoryTransport()
-    first = pipeline.deliver(p.pool, transport, [outbound_id])
-    second = pipeline.deliver(p.pool, transport, [outbound_id])
+    first = pipeline.deliver(p.pool, transport, p.sealer, [outbound_id])
+    second = pipeline.deliver(p.pool, transport, p.sealer, [outbound_id])
     assert first.sent == [outbound_id] and second.sent == []
     assert [(s.recipient, s.sender, s.text) for s in transport.sent] == [(PHONE, "1414", NOT_FOUND)]
     assert conn.execute("SELECT state, attempts FROM outbound").fetchone() == ("sent", 1)
@@ -178,17 +184,17 @@ def test_deliver_keeps_a_retryable_failure_queued(conn, p):
     outbound_id = _queued_reply(conn, p)
     transport = MemoryTransport()
     transport.failures.append(TransportError("smsc busy", retryable=True))
-    assert pipeline.deliver(p.pool, transport, [outbound_id]).retry == [outbound_id]
+    assert pipeline.deliver(p.pool, transport, p.sealer, [outbound_id]).retry == [outbound_id]
     assert conn.execute("SELECT state, attempts, error FROM outbound").fetchone() == (
         "queued", 1, "smsc busy")
-    assert pipeline.deliver(p.pool, transport, [outbound_id]).sent == [outbound_id]
+    assert pipeline.deliver(p.pool, transport, p.sealer, [outbound_id]).sent == [outbound_id]
 
 
 def test_deliver_fails_a_permanent_error_with_a_dead_letter(conn, p):
     outbound_id = _queued_reply(conn, p)
     transport = MemoryTransport()
     transport.failures.append(TransportError("unknown subscriber", retryable=False))
-    assert pipeline.deliver(p.pool, transport, [outbound_id]).failed == [outbound_id]
+    assert pipeline.deliver(p.pool, transport, p.sealer, [outbound_id]).failed == [outbound_id]
     assert conn.execute("SELECT state FROM outbound").fetchone() == ("failed",)
     assert conn.execute("SELECT outbound_id, reason FROM dead_letters").fetchall() == [
         (outbound_id, "unknown subscriber")]
@@ -198,7 +204,7 @@ def test_give_up_fails_what_is_still_queued(conn, p):
     outbound_id = _queued_reply(conn, p)
     pipeline.give_up(p.pool, [outbound_id], "not sent after 10 retries")
     assert conn.execute("SELECT state FROM outbound").fetchone() == ("failed",)
-    assert pipeline.deliver(p.pool, MemoryTransport(), [outbound_id]).sent == []
+    assert pipeline.deliver(p.pool, MemoryTransport(), p.sealer, [outbound_id]).sent == []
 
 
 def test_reconciler_finds_what_sat_unanswered(conn, p):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import wait_for
+from workers.cli import SEALED_NOTE
 from workers.embedded import free_port
 
 pytestmark = pytest.mark.e2e
@@ -66,8 +67,12 @@ def test_run_starts_everything_embedded_stops_cleanly_and_keeps_data(data_dir):
         assert started["database_url"].startswith("postgresql://")
         reply = first.send("hello")
         assert (reply.returncode, reply.stdout.strip()) == (0, NOT_FOUND)
-        # A service not offered yet leaves a dead letter, so no reply comes: exit 1.
-        silent = first.send("TK,Nguyen Van An,123456789,01.02.1990", wait=2, to="8188")
+        # A reply with a password is sealed: the command says it was sent, not what it says.
+        registered = first.send("TK,Nguyen Van An,123456789,01.02.1990", to="8188")
+        assert (registered.returncode, registered.stdout.strip()) == (0, SEALED_NOTE)
+        assert "MK: " in (data_dir / "outbox.jsonl").read_text()
+        # No reply in time: exit 1.
+        silent = first.send("hello", wait=0.01)
         assert silent.returncode == 1 and "no reply" in silent.stderr
     finally:
         assert first.stop() == 0
@@ -83,7 +88,7 @@ def test_run_starts_everything_embedded_stops_cleanly_and_keeps_data(data_dir):
         assert second.stop() == 0
     sent = [json.loads(line) for line in (data_dir / "outbox.jsonl").read_text().splitlines()]
     # The ids go on from the first run: the message store survived the restart.
-    assert [s["inbound_id"] for s in sent] == [1, 3]
+    assert [s["inbound_id"] for s in sent if s["text"] == NOT_FOUND] == [1, 3, 4]
 
 
 def test_run_with_configured_servers_starts_none(data_dir, database_url, redis_url):

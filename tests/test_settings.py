@@ -38,18 +38,34 @@ def test_defaults(monkeypatch, tmp_path):
     assert s.sla_seconds == 60 and s.visibility_timeout < s.sla_seconds
 
 
-def test_secret_is_generated_once_into_the_data_dir(tmp_path):
+def test_secrets_are_generated_once_into_the_data_dir(tmp_path):
     s = Settings(data_dir=tmp_path / "data")
-    with pytest.raises(RuntimeError, match="no bridge secret"):
+    with pytest.raises(RuntimeError, match="no bridge_secret"):
         s.secret()
-    first = s.ensure_secret()
-    assert len(first) >= 32 and s.ensure_secret() == first == s.secret()
-    assert (tmp_path / "data" / "bridge_secret").stat().st_mode & 0o077 == 0
+    s.ensure_secrets()
+    first, key = s.secret(), s.key()
+    assert len(first) >= 32 and len(key) >= 32 and first != key
+    s.ensure_secrets()
+    assert (s.secret(), s.key()) == (first, key)
+    for name in ("bridge_secret", "secret_key"):
+        assert (tmp_path / "data" / name).stat().st_mode & 0o077 == 0
 
 
-def test_configured_secret_wins(tmp_path):
-    assert Settings(data_dir=tmp_path, bridge_secret="given").ensure_secret() == "given"
-    assert not (tmp_path / "bridge_secret").exists()
+def test_configured_secrets_win(tmp_path):
+    s = Settings(data_dir=tmp_path, bridge_secret="given", secret_key="k" * 32)
+    s.ensure_secrets()
+    assert (s.secret(), s.key()) == ("given", "k" * 32)
+    assert not (tmp_path / "bridge_secret").exists() and not (tmp_path / "secret_key").exists()
+
+
+def test_api_clients_and_tariffs_from_json(monkeypatch):
+    monkeypatch.setenv("GOVSMS_API_CLIENTS",
+                       '{"portal": {"secret": "s3cr3t-p0rtal", "senders": ["1414", "EGOV"]}}')
+    s = Settings()
+    assert s.api_clients["portal"].senders == ["1414", "EGOV"]
+    assert s.api_clients["portal"].secret.get_secret_value() == "s3cr3t-p0rtal"
+    assert "s3cr3t-p0rtal" not in repr(s)
+    assert s.tariffs["8188"].amount == 1500 and s.tariffs["8188"].currency == "VND"
 
 
 def test_other_commands_find_the_servers_run_started(monkeypatch, tmp_path):

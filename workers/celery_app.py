@@ -14,8 +14,10 @@ from celery.signals import setup_logging
 from kombu import Exchange, Queue
 
 from parsers import KeywordIndex
+from replies.sealing import Sealer
 from replies.templates import Templates
 from replies.transports import Transport, from_url
+from services import account_registration
 from services.registry import default_registry
 from workers import db, logs, tasks
 from workers.pipeline import Pipeline
@@ -47,6 +49,8 @@ class Runtime:
             registry=registry,
             templates=Templates.load(self.settings.templates),
             sla=dt.timedelta(seconds=self.settings.sla_seconds),
+            sealer=Sealer(self.settings.key()),
+            senders=senders(self.settings),
         )
 
     @cached_property
@@ -84,10 +88,18 @@ def create_app(settings: Settings) -> Celery:
         task_queues=[_queue(INBOUND), _queue(OUTBOUND),
                      *(_queue(service_queue(s)) for s in services)],
         task_routes={tasks.DISPATCH: {"queue": INBOUND}, tasks.DELIVER: {"queue": OUTBOUND},
-                     tasks.RECONCILE: {"queue": INBOUND}},
+                     tasks.RECONCILE: {"queue": INBOUND},
+                     tasks.ROTATE: {"queue": service_queue(account_registration.NAME)}},
         worker_prefetch_multiplier=4,
         worker_hijack_root_logger=False,
-        beat_schedule={"reconcile": {"task": tasks.RECONCILE, "schedule": 10.0}},
+        beat_schedule=_schedule(settings, services),
+        # RedBeat keeps the schedule in Redis under a lock: a second beat waits, it does
+        # not send the same periodic task again. A beat that died frees the lock in 30 s.
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=settings.redis_url,
+        redbeat_key_prefix="govsms:beat",
+        redbeat_lock_timeout=30,
+        beat_max_loop_interval=5,
         timezone="UTC",
     )
     app.govsms = Runtime(settings)  # type: ignore[attr-defined]
@@ -103,6 +115,23 @@ def _queue(name: str) -> Queue:
 def all_queues(settings: Settings) -> list[str]:
     """Every queue name, for a worker that serves them all."""
     return [INBOUND, *(service_queue(s) for s in _services(settings)), OUTBOUND]
+
+
+def _schedule(settings: Settings, services: list[str]) -> dict[str, dict]:
+    schedule = {"reconcile": {"task": tasks.RECONCILE, "schedule": settings.reconcile_every_s}}
+    if account_registration.NAME in services:
+        schedule["rotate-passwords"] = {"task": tasks.ROTATE,
+                                        "schedule": settings.rotate_every_s}
+    return schedule
+
+
+def senders(settings: Settings) -> dict[str, str]:
+    """The short code each service sends its own SMS from: the first that offers it."""
+    found: dict[str, str] = {}
+    for code, names in settings.shortcodes.items():
+        for name in names:
+            found.setdefault(name, code)
+    return found
 
 
 def _services(settings: Settings) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import time
@@ -12,6 +13,8 @@ import httpx
 
 from workers import logs
 from workers.settings import Settings, load_settings
+
+SEALED_NOTE = "(sent: the reply carries a password or code, shown on the citizen's phone only)"
 
 
 @click.group()
@@ -125,7 +128,7 @@ def send(sender: str, shortcode: str, wait: float | None, text: str) -> None:
             for reply in replies:
                 if reply["state"] == "sent" and reply["id"] not in printed:
                     printed.add(reply["id"])
-                    click.echo(reply["text"])
+                    click.echo(SEALED_NOTE if reply["sealed"] else reply["text"])
             if replies and len(printed) == len(replies):
                 return
             time.sleep(0.2)
@@ -139,6 +142,49 @@ def _post_inbound(client: httpx.Client, sender: str, shortcode: str, text: str) 
     if response.status_code != 202:
         raise click.ClickException(f"ingest answered {response.status_code}: {response.text}")
     return int(response.json()["id"])
+
+
+@main.group()
+def report() -> None:
+    """Reports from the message store."""
+
+
+@report.command("fees")
+@click.option("--day", required=True, type=click.DateTime(["%Y-%m-%d"]), help="YYYY-MM-DD")
+@click.option("--shortcode", default="8188", show_default=True)
+def report_fees(day: dt.datetime, shortcode: str) -> None:
+    """MOs charged on a short code that day (in the tariff's time zone): count and total."""
+    import psycopg
+
+    from workers import messages
+
+    tariff = load_settings().tariffs.get(shortcode)
+    if tariff is None:
+        raise click.ClickException(f"no tariff for {shortcode} (GOVSMS_TARIFFS)")
+    zone = dt.timezone(dt.timedelta(hours=tariff.utc_offset_hours))
+    start = day.replace(tzinfo=zone)
+    with psycopg.connect(_database_url()) as conn:
+        count, total, _ = messages.fees(conn, shortcode, start, start + dt.timedelta(days=1))
+    click.echo(f"{day:%Y-%m-%d} {shortcode}: {count} messages, {total:,} {tariff.currency}")
+
+
+@main.group("accounts")
+def accounts_group() -> None:
+    """The 8188 e-citizen accounts."""
+
+
+@accounts_group.command("password-changed")
+@click.argument("username")
+def accounts_password_changed(username: str) -> None:
+    """Record that USERNAME set a password of their own (rotation stops)."""
+    import psycopg
+
+    from services.stores import accounts
+
+    with psycopg.connect(_database_url()) as conn:
+        if not accounts.password_changed(conn, username, dt.datetime.now(dt.UTC)):
+            raise click.ClickException(f"no account {username}")
+    click.echo(f"{username}: password change recorded")
 
 
 @main.command()

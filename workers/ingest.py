@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import psycopg
+import redis
 from celery import Celery
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -23,10 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from replies.masking import mask_digits
+from replies.templates import Templates
 from services.phones import to_e164
 from workers import db, messages
+from workers.api import ClientApi, Clock, utc_now
+from workers.api import router as client_api
 from workers.celery_app import INBOUND
 from workers.celery_app import create_app as create_celery
+from workers.limits import RateLimiter
 from workers.settings import Settings
 from workers.tasks import DISPATCH
 
@@ -73,11 +78,13 @@ class Ingest:
         """Record `sms` once and enqueue it; a known message is enqueued again only if unanswered."""
         region = self.settings.regions.get(sms.to, "KZ")
         sender = to_e164(sms.sender, region) or sms.sender
+        tariff = self.settings.tariffs.get(sms.to)
         try:
             with self.pool.connection() as conn:
                 recorded = messages.record_inbound(
                     conn, source=sms.smsc or DEFAULT_SOURCE, external_id=sms.id or uuid.uuid4().hex,
-                    sender=sender, shortcode=sms.to, text=sms.text)
+                    sender=sender, shortcode=sms.to, text=sms.text,
+                    tariff=(tariff.amount, tariff.currency) if tariff else None)
         except psycopg.Error as error:
             log.error("cannot record inbound from %s: %s", mask_digits(sender), type(error).__name__)
             raise Unavailable("message store unavailable") from error
@@ -120,20 +127,28 @@ async def _accept(request: Request, sms: InboundSms) -> Accepted:
         raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from None
 
 
-def create_app(settings: Settings, *, celery: Celery | None = None) -> FastAPI:
-    """The ingest ASGI app for `settings`."""
+def create_app(settings: Settings, *, celery: Celery | None = None,
+               clock: Clock = utc_now) -> FastAPI:
+    """The ingest ASGI app for `settings`: the bridge's door and the client API."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = db.create_pool(settings.database_url or "", max_size=10, name="ingest",
                               statement_timeout_ms=settings.statement_timeout_ms)
-        app.state.ingest = Ingest(settings, pool, celery or create_celery(settings))
+        broker = celery or create_celery(settings)
+        limits = redis.Redis.from_url(settings.redis_url or "", socket_timeout=2,
+                                      socket_connect_timeout=2)
+        app.state.ingest = Ingest(settings, pool, broker)
+        app.state.api = ClientApi(settings, pool, broker, RateLimiter(limits),
+                                  Templates.load(settings.templates), clock)
         try:
             yield
         finally:
             pool.close()
+            limits.close()
 
     app = FastAPI(title="govsms ingest", lifespan=lifespan)
+    app.include_router(client_api)
     app.state.settings = settings
     app.state.secret = settings.secret()
     bridge = [Depends(_check_bridge)]

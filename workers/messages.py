@@ -32,6 +32,7 @@ class Outbound:
     recipient: str
     text: str
     deadline: dt.datetime
+    sealed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +46,20 @@ class Recorded:
 
 # `xmax = 0` tells a freshly inserted row from one the conflict clause only touched.
 _RECORD_INBOUND = """
-INSERT INTO inbound (source, external_id, sender, shortcode, text)
-VALUES (%s, %s, %s, %s, %s)
+INSERT INTO inbound (source, external_id, sender, shortcode, text, tariff_amount, tariff_currency)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (source, external_id) DO UPDATE SET source = EXCLUDED.source
 RETURNING id, (xmax = 0) AS new, state
 """
 
 
 def record_inbound(conn: psycopg.Connection, *, source: str, external_id: str, sender: str,
-                   shortcode: str, text: str) -> Recorded:
-    """Record an inbound SMS once per (source, external id)."""
+                   shortcode: str, text: str, tariff: tuple[int, str] | None = None) -> Recorded:
+    """Record an inbound SMS once per (source, external id), with what it cost the sender."""
+    amount, currency = tariff or (None, None)
     with conn.cursor(row_factory=class_row(Recorded)) as cur:
-        row = cur.execute(_RECORD_INBOUND, (source, external_id, sender, shortcode, text)).fetchone()
+        row = cur.execute(_RECORD_INBOUND, (source, external_id, sender, shortcode, text,
+                                            amount, currency)).fetchone()
     assert row is not None
     return row
 
@@ -88,9 +91,10 @@ def mark_dispatched(conn: psycopg.Connection, routes: dict[int, str]) -> None:
 
 _ADD_REPLY = """
 WITH reply AS (
-    INSERT INTO outbound (inbound_id, part, sender, recipient, text, service, outcome, deadline)
+    INSERT INTO outbound (inbound_id, part, sender, recipient, text, service, outcome, deadline,
+                          sealed)
     VALUES (%(inbound_id)s, 1, %(sender)s, %(recipient)s, %(text)s, %(service)s, %(outcome)s,
-            %(deadline)s)
+            %(deadline)s, %(sealed)s)
     ON CONFLICT (inbound_id, part) DO NOTHING
     RETURNING id
 ), answered AS (
@@ -102,19 +106,46 @@ SELECT id FROM reply
 
 
 def add_reply(conn: psycopg.Connection, *, inbound: Inbound, text: str, service: str | None,
-              outcome: str, deadline: dt.datetime) -> int | None:
+              outcome: str, deadline: dt.datetime, sealed: bool = False) -> int | None:
     """Queue the reply to `inbound`; None when it already has one (a redelivered task)."""
     row = conn.execute(_ADD_REPLY, {
         "inbound_id": inbound.id, "sender": inbound.shortcode, "recipient": inbound.sender,
         "text": text, "service": service, "outcome": outcome, "deadline": deadline,
+        "sealed": sealed,
     }).fetchone()
     return row[0] if row else None
+
+
+_ADD_NOTICE = """
+INSERT INTO outbound (dedupe_key, part, sender, recipient, text, service, outcome, deadline,
+                      sealed, client)
+VALUES (%(key)s, 1, %(sender)s, %(recipient)s, %(text)s, %(service)s, %(outcome)s, %(deadline)s,
+        %(sealed)s, %(client)s)
+ON CONFLICT (dedupe_key, part) DO NOTHING
+RETURNING id
+"""
+_BY_KEY = "SELECT id FROM outbound WHERE dedupe_key = %s AND part = 1"
+
+
+def add_notice(conn: psycopg.Connection, *, key: str, sender: str, recipient: str, text: str,
+               deadline: dt.datetime, service: str | None = None, outcome: str | None = None,
+               sealed: bool = False, client: str | None = None) -> tuple[int, bool]:
+    """Queue an SMS that answers no inbound message, once per `key`: (its id, whether new)."""
+    row = conn.execute(_ADD_NOTICE, {
+        "key": key, "sender": sender, "recipient": recipient, "text": text, "service": service,
+        "outcome": outcome, "deadline": deadline, "sealed": sealed, "client": client,
+    }).fetchone()
+    if row is not None:
+        return row[0], True
+    existing = conn.execute(_BY_KEY, (key,)).fetchone()
+    assert existing is not None
+    return existing[0], False
 
 
 # FOR UPDATE, not SKIP LOCKED: a duplicate delivery waits for the first and then
 # finds the row sent, instead of acknowledging a row another sender may yet drop.
 _CLAIM_OUTBOUND = """
-SELECT id, inbound_id, sender, recipient, text, deadline FROM outbound
+SELECT id, inbound_id, sender, recipient, text, deadline, sealed FROM outbound
 WHERE id = %s AND state = 'queued'
 FOR UPDATE
 """
@@ -180,6 +211,20 @@ ORDER BY created_at LIMIT %s
 """
 
 
+_FEES = """
+SELECT count(*), coalesce(sum(tariff_amount), 0), min(tariff_currency) FROM inbound
+WHERE shortcode = %s AND tariff_amount IS NOT NULL AND received_at >= %s AND received_at < %s
+"""
+
+
+def fees(conn: psycopg.Connection, shortcode: str, start: dt.datetime,
+         end: dt.datetime) -> tuple[int, int, str | None]:
+    """MOs charged on `shortcode` in [start, end): (count, total, currency)."""
+    row = conn.execute(_FEES, (shortcode, start, end)).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
 def stale(conn: psycopg.Connection, *, older_than_s: float, limit: int) -> tuple[list[int], list[int]]:
     """Inbound messages with no answer and queued SMS not sent, older than `older_than_s`."""
     inbound = [r[0] for r in conn.execute(_STALE_INBOUND, (older_than_s, limit))]
@@ -187,12 +232,14 @@ def stale(conn: psycopg.Connection, *, older_than_s: float, limit: int) -> tuple
     return inbound, outbound
 
 
+# A sealed text is not shown: it carries a credential meant for the citizen's phone only.
 _REPLIES = """
-SELECT id, part, text, state, sent_at FROM outbound WHERE inbound_id = %s ORDER BY part
+SELECT id, part, CASE WHEN sealed THEN NULL ELSE text END AS text, sealed, state, sent_at
+FROM outbound WHERE inbound_id = %s ORDER BY part
 """
 
 
 def replies(conn: psycopg.Connection, inbound_id: int) -> list[dict]:
-    """The reply parts of an inbound message with their states."""
+    """The reply parts of an inbound message with their states; sealed texts left out."""
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return cur.execute(_REPLIES, (inbound_id,)).fetchall()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import psycopg
@@ -15,8 +16,10 @@ from psycopg_pool import ConnectionPool
 
 from parsers import KeywordIndex
 from replies.masking import mask_digits
+from replies.sealing import Sealer
 from replies.templates import COMMON, Templates
 from replies.transports import Sms, Transport, TransportError
+from services import account_registration
 from services.errors import StoreUnavailable
 from services.handler import Reply, Request
 from services.registry import Registry
@@ -37,6 +40,8 @@ class Pipeline:
     registry: Registry
     templates: Templates
     sla: dt.timedelta
+    sealer: Sealer
+    senders: Mapping[str, str]  # service -> the short code its own SMS come from
 
 
 @dataclass(slots=True)
@@ -48,10 +53,17 @@ class Dispatched:
     outbound: list[int] = field(default_factory=list)
 
 
+def render(p: Pipeline, reply: Reply) -> str:
+    """The reply's text as it is stored: sealed when it carries a password or code."""
+    text = p.templates.render(reply)
+    return p.sealer.seal(text) if reply.sealed else text
+
+
 def _reply(conn: psycopg.Connection, p: Pipeline, row: messages.Inbound, reply: Reply) -> int | None:
-    return messages.add_reply(conn, inbound=row, text=p.templates.render(reply),
+    return messages.add_reply(conn, inbound=row, text=render(p, reply),
                               service=None if reply.service == COMMON else reply.service,
-                              outcome=reply.outcome, deadline=row.received_at + p.sla)
+                              outcome=reply.outcome, deadline=row.received_at + p.sla,
+                              sealed=reply.sealed)
 
 
 def dispatch(p: Pipeline, ids: list[int]) -> Dispatched:
@@ -130,7 +142,8 @@ class Delivered:
     retry: list[int] = field(default_factory=list)
 
 
-def deliver(pool: ConnectionPool, transport: Transport, ids: list[int]) -> Delivered:
+def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer,
+            ids: list[int]) -> Delivered:
     """Send each queued SMS once: claim its row, hand it to the transport, record the outcome."""
     out = Delivered()
     for outbound_id in ids:
@@ -138,7 +151,8 @@ def deliver(pool: ConnectionPool, transport: Transport, ids: list[int]) -> Deliv
             row = messages.claim_outbound(conn, outbound_id)
             if row is None:  # already sent or failed: a redelivered task
                 continue
-            sms = Sms(row.id, row.inbound_id, row.sender, row.recipient, row.text)
+            text = sealer.unseal(row.text) if row.sealed else row.text
+            sms = Sms(row.id, row.inbound_id, row.sender, row.recipient, text)
             try:
                 transport_id = transport.send(sms)
             except TransportError as error:
@@ -151,8 +165,23 @@ def deliver(pool: ConnectionPool, transport: Transport, ids: list[int]) -> Deliv
                 continue
             messages.mark_sent(conn, row.id, transport_id)
         out.sent.append(row.id)
-        log.info("reply sent to %s from %s: %s", mask_digits(row.recipient), row.sender, row.text)
+        log.info("sent %s to %s from %s: %s", row.id, mask_digits(row.recipient), row.sender,
+                 "(sealed)" if row.sealed else row.text)
     return out
+
+
+def rotate_passwords(p: Pipeline, now: dt.datetime) -> list[int]:
+    """Reissue the 8188 passwords left unchanged for 3 days; the reminders to send."""
+    queued: list[int] = []
+    with p.pool.connection() as conn, conn.transaction():
+        for notice in account_registration.rotate_due(conn, now):
+            outbound_id, new = messages.add_notice(
+                conn, key=notice.key, sender=p.senders[account_registration.NAME],
+                recipient=notice.recipient, text=render(p, notice.reply), deadline=now + p.sla,
+                service=notice.reply.service, outcome=notice.reply.outcome, sealed=True)
+            if new:
+                queued.append(outbound_id)
+    return queued
 
 
 def give_up(pool: ConnectionPool, ids: list[int], reason: str) -> None:

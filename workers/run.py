@@ -40,7 +40,7 @@ def run(settings: Settings, *, demo: bool = False) -> int:
     data_dir = settings.data_dir.resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    settings.ensure_secret()
+    settings.ensure_secrets()
     sup = Supervisor()
     stop = False
 
@@ -64,7 +64,7 @@ def run(settings: Settings, *, demo: bool = False) -> int:
         env = {**os.environ, "GOVSMS_REDIS_URL": redis_url, "GOVSMS_DATABASE_URL": database_url,
                "GOVSMS_DATA_DIR": str(data_dir), "GOVSMS_TRANSPORT": settings.transport_url}
         children = [sup.start(Child(name, argv, logs / f"{name}.log", env))
-                    for name, argv in processes(settings, data_dir).items()]
+                    for name, argv in processes(settings).items()]
         _wait_listening(settings, children[0].alive)
         _print_banner(settings, redis_url, database_url, logs)
         while not stop:
@@ -77,7 +77,7 @@ def run(settings: Settings, *, demo: bool = False) -> int:
         runtime.unlink(missing_ok=True)
 
 
-def processes(settings: Settings, data_dir: Path) -> dict[str, list[str]]:
+def processes(settings: Settings) -> dict[str, list[str]]:
     """The gateway's processes by name, ingest first: what `govsms run` starts and supervises.
 
     Each service queue has a worker of its own, so a slow registry holds up only
@@ -97,8 +97,7 @@ def processes(settings: Settings, data_dir: Path) -> dict[str, list[str]]:
         if queue not in (INBOUND, OUTBOUND):
             found[f"worker-{queue}"] = worker(queue, queue, *threads)
     found["worker-outbound"] = worker("outbound", OUTBOUND, *prefork)
-    found["beat"] = [*celery, "beat", "--loglevel", settings.log_level,
-                     "-s", str(data_dir / "celerybeat-schedule")]
+    found["beat"] = [*celery, "beat", "--loglevel", settings.log_level]
     return found
 
 

@@ -8,11 +8,12 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 RUNTIME_FILE = "runtime.json"
-SECRET_FILE = "bridge_secret"
+# Secrets generated into the data dir when not configured, one file each.
+GENERATED_SECRETS = ("bridge_secret", "secret_key")
 
 DEFAULT_SHORTCODES: dict[str, list[str]] = {
     "1414": ["tech_inspection", "kindergarten_queue", "housing_queue"],
@@ -20,6 +21,22 @@ DEFAULT_SHORTCODES: dict[str, list[str]] = {
 }
 DEFAULT_REGIONS: dict[str, str] = {"1414": "KZ", "8188": "VN"}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ApiClient(BaseModel):
+    """A client of the outbound API (the portal, a telecom partner)."""
+
+    secret: SecretStr
+    senders: list[str] = Field(description="Sender ids the client may send from")
+    manages_accounts: bool = Field(False, description="May record 8188 password changes")
+
+
+class Tariff(BaseModel):
+    """What the operator charges the citizen for one MO to a short code."""
+
+    amount: int
+    currency: str
+    utc_offset_hours: int = Field(0, description="Where the reporting day starts")
 
 
 class Settings(BaseSettings):
@@ -55,6 +72,21 @@ class Settings(BaseSettings):
     templates: Path | None = Field(None, description="Reply templates (TOML) replacing the "
                                                      "built-in ones")
     log_level: str = Field("INFO", description="Log level")
+    secret_key: SecretStr | None = Field(None, description="Key for sealing SMS texts that carry "
+                                                           "a password or code, and for hashing "
+                                                           "codes; unset: generated into DATA_DIR")
+    api_clients: dict[str, ApiClient] = Field(
+        default_factory=dict, description='API clients (JSON): {"portal": {"secret": "...", '
+                                          '"senders": ["1414", "EGOV"]}}')
+    tariffs: dict[str, Tariff] = Field(
+        default_factory=lambda: {"8188": Tariff(amount=1500, currency="VND", utc_offset_hours=7)},
+        description="Charge per MO by short code (JSON)")
+    reconcile_every_s: float = Field(10.0, description="How often beat runs the reconciler")
+    rotate_every_s: float = Field(600.0, description="How often beat looks for 8188 passwords "
+                                                     "to rotate")
+    otp_sender: str = Field("1414", description="Sender id of one-time codes")
+    otp_per_phone: int = Field(3, description="Codes a phone may be sent per 10 minutes")
+    otp_per_client: int = Field(60, description="Codes a client may request per minute")
 
     @field_validator("bridge_allow_ips", mode="before")
     @classmethod
@@ -81,25 +113,32 @@ class Settings(BaseSettings):
         host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host
         return f"http://{host}:{self.http_port}"
 
-    def secret(self) -> str:
-        """The bridge secret: configured, or read from the data dir."""
-        if self.bridge_secret is not None:
-            return self.bridge_secret.get_secret_value()
-        path = self.data_dir / SECRET_FILE
+    def _generated(self, name: str) -> str:
+        configured: SecretStr | None = getattr(self, name)
+        if configured is not None:
+            return configured.get_secret_value()
+        path = self.data_dir / name
         if not path.exists():
-            raise RuntimeError(f"no bridge secret: set GOVSMS_BRIDGE_SECRET or run `govsms run` "
-                               f"once to generate {path}")
+            raise RuntimeError(f"no {name}: set GOVSMS_{name.upper()} or run `govsms run` once "
+                               f"to generate {path}")
         return path.read_text().strip()
 
-    def ensure_secret(self) -> str:
-        """The bridge secret, generating one into the data dir when none is configured."""
-        if self.bridge_secret is None:
-            path = self.data_dir / SECRET_FILE
-            if not path.exists():
+    def secret(self) -> str:
+        """The bridge secret: configured, or read from the data dir."""
+        return self._generated("bridge_secret")
+
+    def key(self) -> str:
+        """The server's secret key: configured, or read from the data dir."""
+        return self._generated("secret_key")
+
+    def ensure_secrets(self) -> None:
+        """Generate into the data dir each secret that is not configured and not there yet."""
+        for name in GENERATED_SECRETS:
+            path = self.data_dir / name
+            if getattr(self, name) is None and not path.exists():
                 self.data_dir.mkdir(parents=True, exist_ok=True)
                 path.touch(mode=0o600)
                 path.write_text(secrets.token_urlsafe(32) + "\n")
-        return self.secret()
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import time
@@ -19,6 +20,7 @@ DISPATCH = "govsms.dispatch"
 ANSWER = "govsms.answer"
 DELIVER = "govsms.deliver"
 RECONCILE = "govsms.reconcile"
+ROTATE = "govsms.rotate_passwords"
 
 # Store retries stop this long before the deadline, so "unavailable" still goes out in time.
 REPLY_RESERVE_S = 10.0
@@ -94,7 +96,8 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
     def deliver(self: Task, ids: list[int]) -> None:
         """Send queued SMS through the transport, each once."""
         runtime = self.app.govsms
-        done = pipeline.deliver(runtime.pipeline.pool, runtime.transport, ids)
+        done = pipeline.deliver(runtime.pipeline.pool, runtime.transport, runtime.pipeline.sealer,
+                                ids)
         if not done.retry:
             return
         if self.request.retries >= SEND_RETRIES:
@@ -102,6 +105,12 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
                              f"not sent after {SEND_RETRIES} retries")
             return
         raise self.retry(args=[done.retry], countdown=backoff(self.request.retries))
+
+    @app.task(name=ROTATE, bind=True)
+    def rotate_passwords(self: Task) -> None:
+        """Reissue 8188 passwords left unchanged for 3 days, and send the reminders."""
+        send_outbound(pipeline.rotate_passwords(self.app.govsms.pipeline,
+                                                dt.datetime.now(dt.UTC)))
 
     @app.task(name=RECONCILE, bind=True, ignore_result=True)
     def reconcile(self: Task) -> None:

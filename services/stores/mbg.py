@@ -19,3 +19,14 @@ INSERT INTO mbg.subscribers (phone, iin) VALUES (%(phone)s, %(iin)s)
 ON CONFLICT (phone) DO UPDATE SET iin = EXCLUDED.iin
 """
 
+
+
+# A number belongs to one person and a person has one number: linking replaces both.
+_UNLINK = "DELETE FROM mbg.subscribers WHERE iin = %s OR phone = %s"
+_LINK = "INSERT INTO mbg.subscribers (phone, iin) VALUES (%s, %s)"
+
+
+def link(conn: psycopg.Connection, phone: str, iin: str) -> None:
+    """Link `phone` to `iin`, replacing that IIN's previous number (and the number's owner)."""
+    conn.execute(_UNLINK, (iin, phone))
+    conn.execute(_LINK, (phone, iin))

@@ -1,0 +1,58 @@
+"""One-time codes: at most one live code per phone, kept as an HMAC, never in plain text."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.rows import class_row
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """A live code as verification needs it."""
+
+    id: int
+    client: str
+    purpose: str
+    iin: str | None
+    code_hash: str
+    expires_at: dt.datetime
+    attempts: int
+
+
+_SUPERSEDE = "UPDATE otp.codes SET state = 'superseded' WHERE phone = %s AND state = 'active'"
+_CREATE = """
+INSERT INTO otp.codes (client, phone, purpose, iin, code_hash, created_at, expires_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+RETURNING id
+"""
+
+
+def replace(conn: psycopg.Connection, *, client: str, phone: str, purpose: str, iin: str | None,
+            code_hash: str, now: dt.datetime, expires_at: dt.datetime) -> int:
+    """A new live code for `phone`; the previous one, if any, stops working."""
+    conn.execute(_SUPERSEDE, (phone,))
+    row = conn.execute(_CREATE, (client, phone, purpose, iin, code_hash, now, expires_at)).fetchone()
+    assert row is not None
+    return row[0]
+
+
+_LIVE = """
+SELECT id, client, purpose, iin, code_hash, expires_at, attempts FROM otp.codes
+WHERE phone = %s AND state = 'active'
+FOR UPDATE
+"""
+_SET_STATE = "UPDATE otp.codes SET state = %s, attempts = %s WHERE id = %s"
+
+
+def live(conn: psycopg.Connection, phone: str) -> Code | None:
+    """The live code of `phone`, locked until the transaction ends."""
+    with conn.cursor(row_factory=class_row(Code)) as cur:
+        return cur.execute(_LIVE, (phone,)).fetchone()
+
+
+def set_state(conn: psycopg.Connection, code_id: int, state: str, attempts: int) -> None:
+    """Record a code's new state and its count of wrong tries."""
+    conn.execute(_SET_STATE, (state, attempts, code_id))
