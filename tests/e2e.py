@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import KEY
 from workers.embedded import free_port
 from workers.run import processes
-from tests.conftest import KEY
 from workers.settings import ApiClient, Settings
 
 PORTAL_SECRET = "e2e-portal-secret-0123456789"
@@ -61,9 +61,9 @@ class Gateway:
         return process
 
     def start(self) -> Gateway:
-        """Start the processes `govsms run` starts, but beat, and wait until they are ready."""
+        """Start the processes `govsms run` starts, but beat and flower; wait until ready."""
         for name, argv in processes(self.settings).items():
-            if name != "beat":
+            if name not in ("beat", "flower"):
                 self.spawn(name, argv)
         for name in self.processes:
             if name.startswith("worker-"):

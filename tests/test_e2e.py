@@ -9,12 +9,14 @@ from collections.abc import Iterator
 import httpx
 import psycopg
 import pytest
+import redis
 
 from tests.conftest import SECRET, add_persona, claimed_redis_db
 from tests.e2e import Gateway, gateway_settings, wait_for
 from tests.test_services import every_row_in_every_keyword, expected_text, load_personas
 from workers import demo
 from workers.celery_app import create_app
+from workers.status import RETRIES_KEY
 from workers.tasks import RECONCILE
 
 pytestmark = pytest.mark.e2e
@@ -170,6 +172,8 @@ def test_a_store_that_stays_down_gets_the_unavailable_reply_in_time(impatient, c
     assert sms["text"] == "Usluga vremenno nedostupna. Povtorite zapros pozzhe."
     retries = impatient.log("worker-svc.tech_inspection").count("store unavailable")
     assert retries >= 1
+    counted = redis.Redis.from_url(impatient.settings.redis_url).hget(RETRIES_KEY, "store")
+    assert int(counted) == retries  # what the metrics endpoint reports as govsms_retries
     reason, = conn.execute("SELECT reason FROM dead_letters").fetchone()
     assert reason.startswith("tech_inspection unavailable")
     received, sent = conn.execute("SELECT i.received_at, o.sent_at FROM inbound i "

@@ -4,14 +4,12 @@ and a scan of everything the run left behind for passwords, codes and phone numb
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 
 import httpx
-import psycopg
 import pytest
 import redis
 

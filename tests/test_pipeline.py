@@ -9,13 +9,13 @@ import psycopg
 import pytest
 
 from parsers import KeywordIndex
+from replies.sealing import Sealer
 from replies.templates import Templates
 from replies.transports import TransportError
 from replies.transports.fake import MemoryTransport
 from services.errors import StoreUnavailable
 from services.handler import Reply
 from services.registry import Registry, Service, default_registry
-from replies.sealing import Sealer
 from tests.conftest import KEY, add_persona
 from workers import db, messages, pipeline
 from workers.settings import DEFAULT_SHORTCODES

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from functools import cached_property
 
+import redis
 from celery import Celery
 from celery.signals import setup_logging
 from kombu import Exchange, Queue
@@ -54,6 +55,11 @@ class Runtime:
         )
 
     @cached_property
+    def redis(self) -> redis.Redis:
+        """A Redis client for counters, apart from the broker's connections."""
+        return redis.Redis.from_url(self.settings.redis_url or "", socket_timeout=2)
+
+    @cached_property
     def transport(self) -> Transport:
         """The outbound transport of this process."""
         return from_url(self.settings.transport_url)
@@ -91,6 +97,9 @@ def create_app(settings: Settings) -> Celery:
                      tasks.RECONCILE: {"queue": INBOUND},
                      tasks.ROTATE: {"queue": service_queue(account_registration.NAME)}},
         worker_prefetch_multiplier=4,
+        # Task events for Flower; tasks carry ids only, so it never shows personal data.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         worker_hijack_root_logger=False,
         beat_schedule=_schedule(settings, services),
         # RedBeat keeps the schedule in Redis under a lock: a second beat waits, it does

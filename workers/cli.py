@@ -144,6 +144,126 @@ def _post_inbound(client: httpx.Client, sender: str, shortcode: str, text: str) 
     return int(response.json()["id"])
 
 
+@main.command()
+def flower() -> None:
+    """Celery Flower, behind a password (GOVSMS_FLOWER_USER / GOVSMS_FLOWER_PASSWORD)."""
+    import os
+
+    settings = load_settings()
+    # In the environment, not on the command line, where `ps` would show the password.
+    env = {**os.environ, "FLOWER_BASIC_AUTH": settings.flower_auth()}
+    argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower",
+            f"--address={settings.http_host}", f"--port={settings.flower_port}"]
+    os.execve(sys.executable, argv, env)
+
+
+@main.command()
+def status() -> None:
+    """Queue depths, workers alive, SLA compliance over the last hour, open dead letters."""
+    import psycopg
+    import redis
+
+    from workers import status as ops
+    from workers.celery_app import all_queues, create_app
+
+    settings = load_settings()
+    client = redis.Redis.from_url(settings.redis_url or "", socket_timeout=2)
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(_database_url()) as conn:
+        sent, in_time, overdue = ops.sla(conn, now - dt.timedelta(hours=1), now)
+        dead = ops.open_dead_letters(conn)
+    click.echo("queues:")
+    for queue, depth in ops.queue_depths(client, all_queues(settings)).items():
+        click.echo(f"  {queue:<28}{depth:>8}")
+    alive = ops.workers_alive(create_app(settings))
+    click.echo(f"workers alive: {len(alive)}" + "".join(f"\n  {name}" for name in alive))
+    share = f"{100 * in_time / sent:.2f}%" if sent else "no SMS sent"
+    click.echo(f"SLA, last hour: {share} of {sent} sent within their deadline; "
+               f"{overdue} queued past it")
+    click.echo(f"dead letters not replayed: {dead}")
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Messages the pipeline gave up on: list, show, replay."""
+
+
+@dead_letters.command("list")
+@click.option("--all", "include_replayed", is_flag=True, help="Include replayed ones")
+def dead_letters_list(include_replayed: bool) -> None:
+    """One line per dead letter: id, when, task, inbound/outbound ids, reason."""
+    import psycopg
+
+    from workers import messages
+
+    with psycopg.connect(_database_url()) as conn:
+        letters = messages.dead_letters(conn, include_replayed=include_replayed)
+    for d in letters:
+        replayed = f" (replayed {d.replayed_at:%Y-%m-%d %H:%M})" if d.replayed_at else ""
+        click.echo(f"{d.id:>6}  {d.created_at:%Y-%m-%d %H:%M:%S}  {d.task:<18} "
+                   f"in={d.inbound_id or '-'} out={d.outbound_id or '-'}  {d.reason}{replayed}")
+    click.echo(f"{len(letters)} dead letters")
+
+
+@dead_letters.command("show")
+@click.argument("dead_letter_id", type=int)
+def dead_letters_show(dead_letter_id: int) -> None:
+    """A dead letter with its message, phone numbers masked."""
+    import psycopg
+
+    from replies.masking import mask_digits
+    from workers import messages
+
+    with psycopg.connect(_database_url()) as conn:
+        found = messages.dead_letters(conn, dead_letter_id=dead_letter_id)
+        if not found:
+            raise click.ClickException(f"no dead letter {dead_letter_id}")
+        letter = found[0]
+        click.echo(f"dead letter {letter.id}: {letter.task}: {letter.reason}")
+        click.echo(f"  created {letter.created_at:%Y-%m-%d %H:%M:%S %Z}; replayed "
+                   f"{letter.replayed_at or 'no'}")
+        for table, message_id in (("inbound", letter.inbound_id),
+                                  ("outbound", letter.outbound_id)):
+            if message_id is None:
+                continue
+            row = messages.describe(conn, table, message_id)
+            click.echo(f"  {table} {message_id}: " + ", ".join(
+                f"{k}={mask_digits(str(v))}" for k, v in row.items()))
+
+
+@dead_letters.command("replay")
+@click.argument("dead_letter_id", type=int, required=False)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every open dead letter")
+def dead_letters_replay(dead_letter_id: int | None, replay_all: bool) -> None:
+    """Queue a dead letter (or all open ones) again through the pipeline."""
+    import psycopg
+
+    from workers import messages
+    from workers.celery_app import INBOUND, OUTBOUND, create_app
+    from workers.tasks import DELIVER, DISPATCH
+
+    if replay_all == (dead_letter_id is not None):
+        raise click.UsageError("give a dead letter id, or --all")
+    settings = load_settings()
+    celery = create_app(settings)
+    queued = {"inbound": [], "outbound": []}
+    with psycopg.connect(_database_url()) as conn:
+        letters = messages.dead_letters(conn, dead_letter_id=dead_letter_id)
+        if not letters:
+            raise click.ClickException("no such dead letter, or none open")
+        for letter in letters:
+            replayed = messages.replay_dead_letter(conn, letter)
+            if replayed:
+                queued[replayed[0]].append(replayed[1])
+        conn.commit()
+    if queued["inbound"]:
+        celery.send_task(DISPATCH, args=[queued["inbound"]], queue=INBOUND)
+    if queued["outbound"]:
+        celery.send_task(DELIVER, args=[queued["outbound"]], queue=OUTBOUND)
+    click.echo(f"replayed {len(letters)} dead letters: {len(queued['inbound'])} messages "
+               f"received again, {len(queued['outbound'])} SMS queued again")
+
+
 @main.group()
 def report() -> None:
     """Reports from the message store."""

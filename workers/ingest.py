@@ -18,7 +18,8 @@ import psycopg
 import redis
 from celery import Celery
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -29,10 +30,11 @@ from services.phones import to_e164
 from workers import db, messages
 from workers.api import ClientApi, Clock, utc_now
 from workers.api import router as client_api
-from workers.celery_app import INBOUND
+from workers.celery_app import INBOUND, all_queues
 from workers.celery_app import create_app as create_celery
 from workers.limits import RateLimiter
 from workers.settings import Settings
+from workers.status import GatewayCollector
 from workers.tasks import DISPATCH
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,9 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
         app.state.ingest = Ingest(settings, pool, broker)
         app.state.api = ClientApi(settings, pool, broker, RateLimiter(limits),
                                   Templates.load(settings.templates), clock)
+        app.state.redis = limits
+        app.state.metrics = CollectorRegistry(auto_describe=False)
+        app.state.metrics.register(GatewayCollector(pool, limits, all_queues(settings)))
         try:
             yield
         finally:
@@ -173,6 +178,35 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
         """The same, as JSON: {"from", "to", "text", "id", "smsc"}."""
         accepted = await _accept(request, sms)
         return JSONResponse({"id": accepted.id, "duplicate": accepted.duplicate}, status_code=202)
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        """Alive: the process answers."""
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    def readyz(request: Request) -> JSONResponse:
+        """Ready: Redis and PostgreSQL answer and the migrations are current."""
+        checks = {"redis": "ok", "postgresql": "ok", "migrations": "ok"}
+        try:
+            request.app.state.redis.ping()
+        except redis.RedisError as error:
+            checks["redis"] = type(error).__name__
+        try:
+            with request.app.state.ingest.pool.connection() as conn:
+                missing = db.pending(conn)
+            if missing:
+                checks["migrations"] = "pending: " + ", ".join(missing)
+        except psycopg.Error as error:
+            checks["postgresql"] = checks["migrations"] = type(error).__name__
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    def metrics(request: Request) -> Response:
+        """Prometheus metrics, computed at scrape time."""
+        return Response(generate_latest(request.app.state.metrics),
+                        media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/messages/inbound/{inbound_id}/replies", dependencies=bridge)
     def inbound_replies(inbound_id: int, request: Request) -> dict:

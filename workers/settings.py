@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 RUNTIME_FILE = "runtime.json"
 # Secrets generated into the data dir when not configured, one file each.
-GENERATED_SECRETS = ("bridge_secret", "secret_key")
+GENERATED_SECRETS = ("bridge_secret", "secret_key", "flower_password")
 
 DEFAULT_SHORTCODES: dict[str, list[str]] = {
     "1414": ["tech_inspection", "kindergarten_queue", "housing_queue"],
@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     reconcile_every_s: float = Field(10.0, description="How often beat runs the reconciler")
     rotate_every_s: float = Field(600.0, description="How often beat looks for 8188 passwords "
                                                      "to rotate")
+    flower_user: str = Field("operator", description="Flower's user name")
+    flower_password: SecretStr | None = Field(None, description="Flower's password; unset: "
+                                                                "generated into DATA_DIR")
+    flower_port: int = Field(5555, description="Flower's port (on HTTP_HOST)")
     otp_sender: str = Field("1414", description="Sender id of one-time codes")
     otp_per_phone: int = Field(3, description="Codes a phone may be sent per 10 minutes")
     otp_per_client: int = Field(60, description="Codes a client may request per minute")
@@ -130,6 +134,10 @@ class Settings(BaseSettings):
     def key(self) -> str:
         """The server's secret key: configured, or read from the data dir."""
         return self._generated("secret_key")
+
+    def flower_auth(self) -> str:
+        """Flower's `user:password`."""
+        return f"{self.flower_user}:{self._generated('flower_password')}"
 
     def ensure_secrets(self) -> None:
         """Generate into the data dir each secret that is not configured and not there yet."""

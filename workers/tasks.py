@@ -13,6 +13,7 @@ from celery import Celery, Task
 
 from services.errors import StoreUnavailable
 from workers import messages, pipeline
+from workers.status import count_retry
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
             countdown = backoff(self.request.retries)
             if time.time() + countdown + REPLY_RESERVE_S < deadline:
                 log.warning("%s store unavailable (%s); retry in %.1f s", service, error, countdown)
+                count_retry(self.app.govsms.redis, "store")
                 raise self.retry(countdown=countdown, exc=error) from None
             queued = pipeline.answer_unavailable(p, service, ids, str(error))
         send_outbound(queued)
@@ -104,6 +106,7 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
             pipeline.give_up(runtime.pipeline.pool, done.retry,
                              f"not sent after {SEND_RETRIES} retries")
             return
+        count_retry(runtime.redis, "send")
         raise self.retry(args=[done.retry], countdown=backoff(self.request.retries))
 
     @app.task(name=ROTATE, bind=True)

@@ -1,0 +1,197 @@
+"""Operations: health, metrics, status, dead letters, Flower behind a password, two worker hosts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import SECRET, claimed_redis_db
+from tests.e2e import Gateway, gateway_settings, wait_for
+from workers import embedded, messages
+from workers.cli import main
+from workers.embedded import free_port
+from workers.ingest import create_app
+from workers.run import processes
+
+pytestmark = pytest.mark.e2e
+NOT_FOUND = "Servis ne naiden. Isprav'te vash tekst."
+
+
+@pytest.fixture(scope="module")
+def gateway(database_url: str, redis_server: str, tmp_path_factory) -> Iterator[Gateway]:
+    folder = tmp_path_factory.mktemp("ops")
+    with claimed_redis_db(redis_server) as redis_url:
+        gw = Gateway(gateway_settings(database_url, redis_url, folder, SECRET), folder)
+        try:
+            yield gw.start()
+        finally:
+            gw.stop()
+
+
+@pytest.fixture
+def gw(gateway: Gateway, conn) -> Gateway:
+    gateway.settings.outbox.write_text("")
+    return gateway
+
+
+def hello(gw: Gateway, n: int = 1, prefix: str = "ops") -> list[int]:
+    ids = [gw.post(**{"from": f"+7701555{i:04d}", "to": "1414", "text": "hello",
+                      "id": f"{prefix}-{i}-{uuid.uuid4().hex[:6]}"}).json()["id"] for i in range(n)]
+    wait_for(lambda: {s["inbound_id"] for s in gw.sent()} >= set(ids), 30, "the replies")
+    return ids
+
+
+def cli(gw: Gateway, *args: str, monkeypatch) -> str:
+    for key, value in gw.env.items():
+        if key.startswith("GOVSMS_"):
+            monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_health_and_readiness(gw):
+    base = gw.settings.ingest_url
+    assert httpx.get(f"{base}/healthz").json() == {"status": "alive"}
+    assert httpx.get(f"{base}/readyz").json() == {
+        "ready": True, "redis": "ok", "postgresql": "ok", "migrations": "ok"}
+
+
+def test_not_ready_without_redis_or_with_migrations_pending(settings, admin_url, tmp_path):
+    spec = embedded.redis_spec(tmp_path)
+    server = subprocess.Popen(spec.argv, stdout=subprocess.DEVNULL)
+    name = f"govsms_empty_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        embedded.wait_ready(spec, lambda: server.poll() is None)
+        empty = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
+        own = settings.model_copy(update={"redis_url": spec.url, "database_url": empty})
+        with TestClient(create_app(own)) as client:
+            pending = client.get("/readyz")
+            assert pending.status_code == 503
+            assert pending.json()["migrations"].startswith("pending: 0001_message_store")
+            server.kill()
+            server.wait()
+            assert client.get("/readyz").json()["redis"] != "ok"
+    finally:
+        server.kill()
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_metrics_expose_every_series_after_a_few_messages(gw, conn):
+    hello(gw, 3)
+    conn.execute("INSERT INTO dead_letters (task, reason) VALUES ('answer', 'test')")
+    text = httpx.get(f"{gw.settings.ingest_url}/metrics").text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("govsms_inbound_total", (("service", "none"), ("shortcode", "1414")))] == 3
+    assert samples[("govsms_replies_total", (("outcome", "service_not_found"),
+                                             ("service", "none"), ("state", "sent")))] == 3
+    assert samples[("govsms_reply_latency_seconds_count", ())] == 3
+    assert samples[("govsms_reply_latency_seconds_bucket", (("le", "+Inf"),))] == 3
+    assert samples[("govsms_sla_breaches_total", ())] == 0
+    assert samples[("govsms_transport_errors_total", ())] == 0
+    assert samples[("govsms_dead_letters_total", (("task", "answer"),))] == 1
+    assert samples[("govsms_dead_letters_open", ())] == 1
+    assert samples[("govsms_queue_depth", (("queue", "inbound"),))] == 0
+    assert samples[("govsms_retries_total", (("kind", "send"),))] == 0
+
+
+def test_status_prints_queues_workers_sla_and_dead_letters(gw, monkeypatch):
+    hello(gw, 2)
+    out = cli(gw, "status", monkeypatch=monkeypatch)
+    assert "inbound" in out and "outbound" in out and "svc.housing_queue" in out
+    assert "workers alive: 6" in out  # inbound, four service workers, outbound
+    assert "SLA, last hour: 100.00% of 2 sent within their deadline" in out
+    assert "dead letters not replayed: 0" in out
+
+
+def test_dead_letters_list_show_and_replay(gw, conn, monkeypatch):
+    inbound_id, = conn.execute(
+        "INSERT INTO inbound (source, external_id, sender, shortcode, text, state) "
+        "VALUES ('t', 'dl-1', '+77015550000', '1414', 'hello', 'dead') RETURNING id").fetchone()
+    letter = messages.add_dead_letter(conn, task="answer", reason="KeyError in housing_queue",
+                                      inbound_id=inbound_id)
+    assert "KeyError in housing_queue" in cli(gw, "dead-letters", "list", monkeypatch=monkeypatch)
+    shown = cli(gw, "dead-letters", "show", str(letter), monkeypatch=monkeypatch)
+    assert "+7701***0000" in shown and "+77015550000" not in shown and "text=hello" in shown
+    out = cli(gw, "dead-letters", "replay", str(letter), monkeypatch=monkeypatch)
+    assert "1 messages received again" in out
+    [sms] = wait_for(lambda: gw.sent(), what="the replayed reply")
+    assert (sms["to"], sms["text"]) == ("+77015550000", NOT_FOUND)
+    assert "0 dead letters" in cli(gw, "dead-letters", "list", monkeypatch=monkeypatch)
+    again = cli(gw, "dead-letters", "replay", str(letter), monkeypatch=monkeypatch)
+    assert "0 messages received again" in again  # once per dead letter, however often asked
+    time.sleep(1)
+    assert len(gw.sent()) == 1
+
+
+def test_a_failed_sms_replays_as_it_was(gw, conn, monkeypatch):
+    [inbound_id] = hello(gw)
+    conn.execute("UPDATE outbound SET state = 'failed', error = 'unknown subscriber'")
+    outbound_id, = conn.execute("SELECT id FROM outbound").fetchone()
+    letter = messages.add_dead_letter(conn, task="deliver", reason="unknown subscriber",
+                                      outbound_id=outbound_id, inbound_id=inbound_id)
+    gw.settings.outbox.write_text("")
+    out = cli(gw, "dead-letters", "replay", "--all", monkeypatch=monkeypatch)
+    assert "1 SMS queued again" in out
+    wait_for(lambda: gw.sent(), what="the SMS sent again")
+    assert conn.execute("SELECT state FROM outbound").fetchone() == ("sent",)
+    assert conn.execute("SELECT replayed_at IS NOT NULL FROM dead_letters WHERE id = %s",
+                        (letter,)).fetchone() == (True,)
+
+
+def test_flower_needs_the_password_and_shows_ids_only(gw, monkeypatch):
+    port = free_port()
+    env = {**gw.env, "GOVSMS_FLOWER_PORT": str(port), "GOVSMS_FLOWER_PASSWORD": "fl0wer-pw"}
+    flower = subprocess.Popen([sys.executable, "-m", "workers.cli", "flower"], env=env,
+                              stdout=(gw.logs / "flower.log").open("ab"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def up() -> bool:
+            try:
+                return httpx.get(base, timeout=1).status_code > 0
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 30, "flower")
+        assert httpx.get(base).status_code == 401
+        assert httpx.get(f"{base}/api/tasks").status_code == 401
+        assert httpx.get(base, auth=("operator", "wrong")).status_code == 401
+        assert httpx.get(base, auth=("operator", "fl0wer-pw")).status_code == 200
+        time.sleep(1)  # let flower subscribe to the workers' events
+        hello(gw, 2, prefix="flower")
+
+        def tasks() -> dict:
+            return httpx.get(f"{base}/api/tasks", auth=("operator", "fl0wer-pw")).json()
+
+        seen = wait_for(lambda: len(tasks()) >= 4 and tasks(), 20, "tasks in flower")
+        args = " ".join(str(t.get("args")) + str(t.get("kwargs")) for t in seen.values())
+        assert "7701555" not in args and "hello" not in args
+        assert "govsms.dispatch" in {t.get("name") for t in seen.values()}
+    finally:
+        flower.terminate()
+        flower.wait(10)
+
+
+def test_two_worker_hosts_share_the_load(gw):
+    """Scale-out is Celery's own: another worker, another node name, the same broker."""
+    argv = processes(gw.settings)["worker-inbound"]
+    argv[argv.index("-n") + 1] = "inbound-b@%h"
+    gw.spawn("worker-inbound-b", argv)
+    wait_for(lambda: "ready." in gw.log("worker-inbound-b"), 60, "the second host")
+    hello(gw, 120, prefix="scale")
+    for name in ("worker-inbound", "worker-inbound-b"):
+        assert gw.log(name).count("Task govsms.dispatch[") > 5, name
