@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import time
@@ -195,3 +197,27 @@ def test_two_worker_hosts_share_the_load(gw):
     hello(gw, 120, prefix="scale")
     for name in ("worker-inbound", "worker-inbound-b"):
         assert gw.log(name).count("Task govsms.dispatch[") > 5, name
+
+
+UNMASKED = re.compile(r"(?<![\w-])\+?\d{10,15}(?![\w-])")
+
+
+def test_logs_are_json_with_one_correlation_id_per_message_and_nothing_unmasked(gw, conn):
+    conn.execute("INSERT INTO mbg.subscribers VALUES ('+77015550042', '880102300452')")
+    conn.execute("INSERT INTO persons.individuals VALUES ('880102300452', 'T', '1988-01-02', "
+                 "'valid')")
+    response = gw.post(**{"from": "87015550042", "to": "1414", "text": "4 880102300452",
+                          "id": f"log-{uuid.uuid4().hex[:6]}"})
+    inbound_id = response.json()["id"]
+    gw.replies_to(inbound_id)
+    time.sleep(0.5)
+    entries = [json.loads(line) for name in gw.processes for line in gw.log(name).splitlines()
+               if line.startswith("{")]
+    assert entries and all({"ts", "level", "logger", "msg"} <= e.keys() for e in entries)
+    trail = [e["msg"] for e in entries if e.get("cid") == f"in-{inbound_id}"]
+    assert any(m.startswith(f"inbound {inbound_id} from +7701***0042") for m in trail), trail
+    assert "routed to housing_queue" in trail and "answered: housing_queue.no_data" in trail
+    assert any(m.startswith("sent ") for m in trail), trail
+    violations = [line for name in gw.processes for line in gw.log(name).splitlines()
+                  if UNMASKED.search(line)]
+    assert violations == []

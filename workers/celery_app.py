@@ -154,4 +154,5 @@ app = create_app(load_settings())
 @setup_logging.connect
 def _logging(**_: object) -> None:
     # Celery's own logging set-up is replaced by ours, which masks personal data.
-    logs.configure(load_settings().log_level)
+    settings = load_settings()
+    logs.configure(settings.log_level, settings.log_format)

@@ -29,7 +29,7 @@ def run(demo: bool) -> None:
     from workers.run import run as run_all
 
     settings = Settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, "text")  # a terminal; the processes it starts log JSON
     sys.exit(run_all(settings, demo=demo))
 
 
@@ -41,7 +41,7 @@ def ingest() -> None:
     from workers.ingest import create_app
 
     settings = load_settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     # No access log: Kannel's query strings carry phone numbers and the bridge token.
     uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
                 access_log=False, log_config=None)

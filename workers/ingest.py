@@ -33,6 +33,7 @@ from workers.api import router as client_api
 from workers.celery_app import INBOUND, all_queues
 from workers.celery_app import create_app as create_celery
 from workers.limits import RateLimiter
+from workers.logs import correlation
 from workers.settings import Settings
 from workers.status import GatewayCollector
 from workers.tasks import DISPATCH
@@ -98,7 +99,7 @@ class Ingest:
                 log.error("cannot enqueue inbound %s: %s", recorded.id, type(error).__name__)
                 raise Unavailable("queue unavailable") from error
         log.info("inbound %s from %s to %s%s", recorded.id, mask_digits(sender), sms.to,
-                 "" if recorded.new else " (repeat)")
+                 "" if recorded.new else " (repeat)", extra=correlation(recorded.id))
         return Accepted(recorded.id, duplicate=not recorded.new)
 
 

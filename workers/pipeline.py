@@ -24,6 +24,7 @@ from services.errors import StoreUnavailable
 from services.handler import Reply, Request
 from services.registry import Registry
 from workers import messages
+from workers.logs import correlation
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def dispatch(p: Pipeline, ids: list[int]) -> Dispatched:
         routes: dict[int, str] = {}
         for row in messages.unfinished_inbound(conn, ids):
             service = p.index.parse(row.shortcode, row.text).service
+            log.info("routed to %s", service or "no service", extra=correlation(row.id))
             if service is None:
                 outbound_id = _reply(conn, p, row, NOT_FOUND)
                 if outbound_id is not None:
@@ -109,10 +111,12 @@ def answer(p: Pipeline, service: str, ids: list[int]) -> list[int]:
                 except psycopg.OperationalError:
                     raise
                 except Exception as error:  # a bug for this message must not block the others
-                    log.exception("handler %s failed on inbound %s", service, row.id)
+                    log.exception("handler %s failed", service, extra=correlation(row.id))
                     messages.add_dead_letter(conn, task="answer", inbound_id=row.id,
                                              reason=f"{type(error).__name__} in {service}")
                     continue
+                log.info("answered: %s.%s", reply.service, reply.outcome,
+                         extra=correlation(row.id))
                 if outbound_id is not None:
                     queued.append(outbound_id)
     except psycopg.OperationalError as error:
@@ -166,7 +170,8 @@ def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer,
             messages.mark_sent(conn, row.id, transport_id)
         out.sent.append(row.id)
         log.info("sent %s to %s from %s: %s", row.id, mask_digits(row.recipient), row.sender,
-                 "(sealed)" if row.sealed else row.text)
+                 "(sealed)" if row.sealed else row.text,
+                 extra=correlation(row.inbound_id, row.id))
     return out
 
 

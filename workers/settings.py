@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     templates: Path | None = Field(None, description="Reply templates (TOML) replacing the "
                                                      "built-in ones")
     log_level: str = Field("INFO", description="Log level")
+    log_format: str = Field("json", description="`json` (one object per line) or `text`")
     secret_key: SecretStr | None = Field(None, description="Key for sealing SMS texts that carry "
                                                            "a password or code, and for hashing "
                                                            "codes; unset: generated into DATA_DIR")
