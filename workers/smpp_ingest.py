@@ -79,10 +79,15 @@ def _str(value: bytes | str | None) -> str:
     return value or ""
 
 
-def _party(address: bytes | str | None, ton: int | None) -> str:
-    """An address as the ingest takes it: international numbers with their +."""
+def _sender(address: bytes | str | None, ton: int | None) -> str:
+    """The sender as the ingest takes it: an international number with its +."""
     text = _str(address)
     return f"+{text}" if ton == 1 and text.isdigit() else text
+
+
+def _shortcode(address: bytes | str | None) -> str:
+    """Our short code as the settings name it, whatever TON the SMSC gives it."""
+    return _str(address).removeprefix("+")
 
 
 @dataclass(slots=True)
@@ -138,8 +143,8 @@ class SmppReceiver:
         return c.SMPP_ESME_ROK
 
     def _mobile_originated(self, pdu: Pdu) -> int:
-        sender = _party(pdu.source_addr, pdu.source_addr_ton)
-        shortcode = _party(pdu.destination_addr, pdu.dest_addr_ton)
+        sender = _sender(pdu.source_addr, pdu.source_addr_ton)
+        shortcode = _shortcode(pdu.destination_addr)
         payload = _field(pdu, "short_message") or _field(pdu, "message_payload") or b""
         if isinstance(payload, str):
             payload = payload.encode("latin-1")
@@ -198,12 +203,12 @@ class SmppReceiver:
                             len(pending.parts), total, self.part_timeout_s)
                 del self._pending[key]
 
-    def run(self, config: SmppConfig, stop: threading.Event) -> None:
+    def run(self, config: SmppConfig, stop: threading.Event, *, step_s: float = 0.5) -> None:
         """Bind as `config.mode` (receiver or transceiver) and serve until `stop` is set."""
         mode = config.mode if config.mode in ("receiver", "transceiver") else "receiver"
         link = SmppLink(config, mode, on_deliver=self.handle)
         try:
-            link.serve(stop, reconnect=True, tick=self.flush)
+            link.serve(stop, reconnect=True, tick=self.flush, step_s=step_s)
         finally:
             link.close()
 

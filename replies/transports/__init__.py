@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from replies.transports.base import Sms, Transport, TransportError
+from replies.transports.base import RateLimited, Sms, Transport, TransportError
 from replies.transports.file import FileTransport
 from replies.transports.kannel import KannelTransport
 
-__all__ = ["FileTransport", "KannelTransport", "Sms", "Transport", "TransportError", "from_url"]
+__all__ = ["FileTransport", "KannelTransport", "RateLimited", "Sms", "Transport", "TransportError",
+           "from_url"]
 
 
-def from_url(url: str) -> Transport:
-    """`file://PATH` or `kannel+http(s)://USER:PASS@HOST:PORT/cgi-bin/sendsms`."""
+def from_url(url: str, *, redis_url: str | None = None) -> Transport:
+    """The transport of `url`: file://, kannel+http(s):// or smpp:// (docs/delivery.md)."""
+    # With `redis_url`, an SMPP link's rate limit is shared by every process on the link.
     scheme = urlsplit(url).scheme
     if scheme == "file":
         return FileTransport(url.removeprefix("file://"))
     if scheme in ("kannel+http", "kannel+https"):
         return KannelTransport.from_url(url)
-    raise ValueError(f"unknown transport {scheme!r}: use file:// or kannel+http://")
+    if scheme == "smpp":
+        # Imported here: replies.throttle (which smpp uses) imports this package's base.
+        from replies.transports.smpp import SmppTransport
+
+        return SmppTransport.from_url(url, redis_url=redis_url)
+    raise ValueError(f"unknown transport {scheme!r}: use file://, kannel+http:// or smpp://")

@@ -15,6 +15,14 @@ class Sms:
     sender: str
     recipient: str
     text: str
+    # One part of a concatenated SMS the caller split itself (replies.encoding.split):
+    # part `part` of `parts`, all parts sharing `reference` (0-255) and `coding`
+    # (the whole text's: "gsm7" or "ucs2"). With parts=1 a long text is split by
+    # the transport.
+    part: int = 1
+    parts: int = 1
+    reference: int | None = None
+    coding: str | None = None
 
 
 class TransportError(Exception):
@@ -24,6 +32,14 @@ class TransportError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+
+
+class RateLimited(TransportError):
+    """The link's rate limit (ours or the operator's) holds the SMS back; always retryable."""
+
+    def __init__(self, reason: str, *, retry_after: float) -> None:
+        super().__init__(reason, retryable=True)
+        self.retry_after = retry_after
 
 
 class Transport(Protocol):

@@ -2,46 +2,72 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote_from_bytes, urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from replies import encoding
 from replies.transports.base import Sms, TransportError
 
-
-def _is_gsm_basic(text: str) -> bool:
-    # Kannel picks the coding from `coding`; anything outside Latin-1 needs UCS-2.
-    return all(ord(c) < 0x100 for c in text)
+# Kannel's DLR types: 1 delivered to the phone, 2 not delivered, 16 refused by the SMSC.
+FINAL_DLR_MASK = 1 | 2 | 16
 
 
 class KannelTransport:
-    """Submits each SMS with one GET to smsbox's sendsms, as UTF-8."""
+    """Submits each SMS with one GET to smsbox's sendsms, as UTF-8.
+
+    Kannel splits a long text into concatenated parts itself (the sendsms-user
+    needs `max-messages` > 1 and `concatenation = true`); one part the caller
+    split itself (`Sms.parts` > 1) goes with its concatenation UDH. With a
+    `dlr_url` template, Kannel calls it back with the delivery report:
+    `{outbound_id}` and `{part}` are filled in here, Kannel's `%d` (report type)
+    and the rest by smsbox.
+    """
 
     def __init__(self, endpoint: str, username: str, password: str, *,
-                 timeout_s: float = 5.0, client: httpx.Client | None = None) -> None:
+                 timeout_s: float = 5.0, client: httpx.Client | None = None,
+                 dlr_url: str | None = None, dlr_mask: int = FINAL_DLR_MASK) -> None:
         self.endpoint = endpoint
         self._auth = {"username": username, "password": password}
         self._client = client or httpx.Client(timeout=timeout_s)
+        self.dlr_url = dlr_url
+        self.dlr_mask = dlr_mask
 
     @classmethod
     def from_url(cls, url: str) -> KannelTransport:
-        """From `kannel+http://USER:PASS@HOST:PORT/cgi-bin/sendsms`."""
+        """From `kannel+http://USER:PASS@HOST:PORT/cgi-bin/sendsms[?dlr-url=...&dlr-mask=19]`."""
         parts = urlsplit(url)
         scheme = parts.scheme.removeprefix("kannel+")
         netloc = parts.hostname or "127.0.0.1"
         if parts.port:
             netloc = f"{netloc}:{parts.port}"
         endpoint = urlunsplit((scheme, netloc, parts.path or "/cgi-bin/sendsms", "", ""))
-        return cls(endpoint, parts.username or "", parts.password or "")
+        query = dict(parse_qsl(parts.query))
+        return cls(endpoint, parts.username or "", parts.password or "",
+                   dlr_url=query.get("dlr-url"),
+                   dlr_mask=int(query.get("dlr-mask", FINAL_DLR_MASK)))
+
+    def _query(self, sms: Sms) -> str:
+        coding = sms.coding or encoding.coding_of(sms.text)
+        params = {
+            **self._auth, "from": sms.sender, "to": sms.recipient, "text": sms.text,
+            "charset": "UTF-8", "coding": "0" if coding == "gsm7" else "2",
+        }
+        if self.dlr_url:
+            params["dlr-mask"] = str(self.dlr_mask)
+            params["dlr-url"] = self.dlr_url.format(outbound_id=sms.outbound_id, part=sms.part)
+        query = urlencode(params)
+        if sms.parts > 1:
+            # Binary UDH, percent-encoded octet by octet (httpx would UTF-8 encode a str).
+            reference = sms.outbound_id & 0xFF if sms.reference is None else sms.reference
+            udh = encoding.concat_udh(reference, sms.parts, sms.part)
+            query += "&udh=" + quote_from_bytes(udh, safe="")
+        return query
 
     def send(self, sms: Sms) -> str | None:
         """202 (or 200) with `0: Accepted` / `3: Queued` is success; 4xx is final; the rest retries."""
-        params = {
-            **self._auth, "from": sms.sender, "to": sms.recipient, "text": sms.text,
-            "charset": "UTF-8", "coding": "0" if _is_gsm_basic(sms.text) else "2",
-        }
         try:
-            response = self._client.get(self.endpoint, params=params)
+            response = self._client.get(f"{self.endpoint}?{self._query(sms)}")
         except httpx.HTTPError as error:
             raise TransportError(f"kannel unreachable: {type(error).__name__}",
                                  retryable=True) from error

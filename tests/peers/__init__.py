@@ -1,0 +1,1 @@
+"""Real peers the tests start: Kannel (bearerbox, smsbox, fakesmsc) and an SMPP server (SMSC)."""

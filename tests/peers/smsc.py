@@ -1,0 +1,186 @@
+"""A real SMPP 3.4 server for the tests: smpp34's SMSC engine (Rust/tokio, from PyPI).
+
+smpp34 does the protocol (binds, sequence windows, enquire_link, PDU codec, a
+different implementation from the smpplib our transport uses); this module only
+decides what an operator's SMSC would: accept or refuse each submit_sm (with
+ESME_RTHROTTLED above a configured rate), record what arrived, and push
+deliver_sm (MO or receipts) to a bound receiver, returning its deliver_sm_resp
+status. It runs on a free port in a thread with its own event loop, starts in
+milliseconds, and `deploy/ensure-peers` installs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from replies import encoding
+from workers.embedded import free_port
+
+smpp34 = pytest.importorskip(
+    "smpp34", reason="SMPP SERVER MISSING: the SMPP tests need the smpp34 package; "
+                     "run deploy/ensure-peers (make test does)")
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    """One submit_sm as the SMSC received it."""
+
+    at: float
+    session_id: str
+    source_addr: str
+    source_addr_ton: int
+    source_addr_npi: int
+    destination_addr: str
+    dest_addr_ton: int
+    dest_addr_npi: int
+    esm_class: int
+    data_coding: int
+    registered_delivery: int
+    short_message: bytes
+    status: int   # what the SMSC answered
+
+    @property
+    def concat(self) -> encoding.Concat | None:
+        """The concatenation UDH, when the UDHI bit is set."""
+        return encoding.strip_udh(self.short_message)[0] if self.esm_class & 0x40 else None
+
+    @property
+    def text(self) -> str:
+        """The user data decoded by data_coding, without the UDH."""
+        body = self.short_message
+        if self.esm_class & 0x40:
+            body = encoding.strip_udh(body)[1]
+        return encoding.decode(body, self.data_coding)
+
+
+class Smsc:
+    """An SMSC on 127.0.0.1:`port`: what it got in `submits`, who bound in `binds`."""
+
+    def __init__(self, *, throttle_tps: float | None = None) -> None:
+        self.port = free_port()
+        self.throttle_tps = throttle_tps
+        self.submits: list[Submit] = []
+        self.binds: list[tuple[str, str, bool]] = []   # (system_id, session_id, can_receive)
+        self.refuse: deque[int] = deque()              # statuses to answer the next submits with
+        self._esmes: dict[str, Any] = {}
+        self._accepted_at: deque[float] = deque()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._server: Any = None
+        self._task: asyncio.Task | None = None
+        self._thread = threading.Thread(target=self._run, name="smsc", daemon=True)
+        self._counter = 0
+
+    def start(self) -> Smsc:
+        """Listen, and return once the port accepts binds."""
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("smpp34 server did not start")
+        return self
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._task = self._loop.create_task(self._serve())
+        try:
+            self._loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+
+    async def _serve(self) -> None:
+        self._server = smpp34.Server("127.0.0.1", self.port, system_id="govsms-test-smsc")
+        await self._server.start()
+        self._ready.set()
+        while True:
+            event = await self._server.next()
+            if isinstance(event, smpp34.Esme):
+                self._esmes[event.session_id] = event
+                self.binds.append((event.system_id, event.session_id, event.can_receive))
+            elif isinstance(event, smpp34.SubmitSmEvent):
+                self._submitted(event)
+            elif isinstance(event, smpp34.Unbound):
+                self._esmes.pop(event.session_id, None)
+
+    def _submitted(self, event: Any) -> None:
+        now = time.monotonic()
+        while self._accepted_at and self._accepted_at[0] <= now - 1.0:
+            self._accepted_at.popleft()
+        if self.refuse:
+            status = self.refuse.popleft()
+        elif self.throttle_tps is not None and len(self._accepted_at) >= self.throttle_tps:
+            status = smpp34.ESME_RTHROTTLED
+        else:
+            status = smpp34.ESME_ROK
+        self.submits.append(Submit(
+            time.time(), event.session_id, event.source_addr, event.source_addr_ton,
+            event.source_addr_npi, event.destination_addr, event.dest_addr_ton,
+            event.dest_addr_npi, event.esm_class, event.data_coding, event.registered_delivery,
+            bytes(event.short_message), status))
+        if status == smpp34.ESME_ROK:
+            self._accepted_at.append(now)
+            self._counter += 1
+            event.accept(message_id=f"{self._counter:08X}")
+        else:
+            event.reject(status)
+
+    def _call(self, coroutine: Any, timeout: float = 10) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def receivers(self) -> list[Any]:
+        """The bound sessions that take deliver_sm."""
+        return [e for e in self._esmes.values() if e.can_receive]
+
+    def wait_for_receiver(self, timeout: float = 10) -> None:
+        """Until some session is bound as receiver or transceiver."""
+        deadline = time.monotonic() + timeout
+        while not self.receivers():
+            if time.monotonic() > deadline:
+                raise AssertionError("no receiver bound to the SMSC")
+            time.sleep(0.02)
+
+    def deliver(self, source: str, destination: str, payload: bytes, *, timeout: float = 10,
+                **fields: Any) -> int:
+        """Push one deliver_sm to the first receiver; the command_status it answered."""
+        self.wait_for_receiver()
+        esme = self.receivers()[0]
+
+        async def push() -> int:
+            response = await esme.deliver_sm(destination, payload, source_addr=source, **fields)
+            return response.command_status
+
+        return self._call(push(), timeout)
+
+    def unbind_all(self) -> None:
+        """The SMSC ends every session (as on an operator's restart)."""
+        async def unbind() -> None:
+            for esme in list(self._esmes.values()):
+                await esme.unbind()
+            self._esmes.clear()
+
+        self._call(unbind())
+
+    def stop(self) -> None:
+        """Close the port and the loop."""
+        if self._server is not None:
+            with contextlib.suppress(Exception):   # stopping twice or a closed loop: nothing to do
+                self._call(self._server.stop(), 5)
+        if self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(5)
+
+
+def running_smsc(**options: Any) -> Iterator[Smsc]:
+    """Body of a fixture: a started SMSC, stopped after."""
+    smsc = Smsc(**options).start()
+    try:
+        yield smsc
+    finally:
+        smsc.stop()

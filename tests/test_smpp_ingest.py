@@ -1,0 +1,200 @@
+"""The SMPP ingest: deliver_sm from a real SMPP server (smpp34) to the two callables."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from replies import encoding
+from replies.transports import Sms
+from replies.transports.smpp import SmppConfig, SmppTransport
+from tests.e2e import wait_for
+from tests.peers.smsc import Smsc, running_smsc, smpp34
+from workers.smpp_ingest import SmppReceiver
+
+RX_T_APPN = 0x64
+RECEIPT = 0x04
+UDHI = 0x40
+
+
+@dataclass
+class Door:
+    """Records what the receiver hands over; fails while `failing` is set."""
+
+    messages: list[tuple[str, str, str, str]] = field(default_factory=list)
+    receipts: list[tuple[str, str]] = field(default_factory=list)
+    attempts: list[str] = field(default_factory=list)   # external ids offered, taken or not
+    failing: bool = False
+
+    def on_message(self, sender: str, shortcode: str, text: str, external_id: str) -> None:
+        self.attempts.append(external_id)
+        if self.failing:
+            raise RuntimeError("message store unavailable")
+        self.messages.append((sender, shortcode, text, external_id))
+
+    def on_receipt(self, message_id: str, state: str) -> None:
+        if self.failing:
+            raise RuntimeError("message store unavailable")
+        self.receipts.append((message_id, state))
+
+
+@pytest.fixture
+def smsc() -> Iterator[Smsc]:
+    yield from running_smsc()
+
+
+@pytest.fixture
+def door() -> Door:
+    return Door()
+
+
+@pytest.fixture
+def receiver(smsc: Smsc, door: Door) -> Iterator[SmppReceiver]:
+    rx = SmppReceiver(door.on_message, door.on_receipt, part_timeout_s=0.5)
+    # Transceiver: smpp34 1.5.0 refuses a receiver's deliver_sm_resp (generic_nack
+    # ESME_RINVCMDID, and waits on), though SMPP 3.4 table 2-1 allows it; see the test below.
+    config = SmppConfig.from_url(f"smpp://govsms-rx:pw@127.0.0.1:{smsc.port}?mode=transceiver")
+    stop = threading.Event()
+    thread = threading.Thread(target=rx.run, args=(config, stop), kwargs={"step_s": 0.05},
+                              daemon=True)
+    thread.start()
+    smsc.wait_for_receiver()
+    yield rx
+    stop.set()
+    thread.join(10)
+
+
+def _mo(smsc: Smsc, payload: bytes, data_coding: int = 0, esm_class: int = 0, **fields) -> int:
+    return smsc.deliver("77011234567", "1414", payload, source_addr_ton=1,
+                        data_coding=data_coding, esm_class=esm_class, **fields)
+
+
+@pytest.mark.parametrize(("payload", "data_coding", "text"), [
+    (encoding.encode_gsm7("Techosmotr 123ABC01"), 0, "Techosmotr 123ABC01"),
+    (encoding.encode_gsm7("Ceny v €, [skobki]"), 0, "Ceny v €, [skobki]"),
+    ("Очередь на жилье".encode("utf-16-be"), 8, "Очередь на жилье"),
+    ("Тұрғын үйге кезек".encode("utf-16-be"), 8, "Тұрғын үйге кезек"),
+])
+def test_a_single_mo_reaches_on_message(smsc, door, receiver, payload, data_coding, text):
+    assert _mo(smsc, payload, data_coding) == 0
+    [(sender, shortcode, got, external_id)] = door.messages
+    assert (sender, shortcode, got) == ("+77011234567", "1414", text)
+    assert external_id.startswith("smpp-")
+    assert smsc.binds[0][0] == "govsms-rx" and smsc.binds[0][2] is True
+
+
+@pytest.mark.parametrize(("text", "coding"), [
+    ("Бала-бақшаға кезек 210601503018, " * 3, "ucs2"),
+    ("Ochered' v detsad 210601503018 " * 6, "gsm7"),
+])
+def test_a_two_part_mo_is_joined(smsc, door, receiver, text, coding):
+    parts = encoding.split(text).parts
+    assert len(parts) == 2
+    data_coding = encoding.DATA_CODING[coding]
+    for n, part in enumerate(parts, 1):
+        udh = encoding.concat_udh(0x5A, 2, n)
+        assert _mo(smsc, udh + encoding.encode(part, coding), data_coding, UDHI) == 0
+        assert len(door.messages) == n - 1     # nothing handed over before the last part
+    [(_, _, got, _)] = door.messages
+    assert got == text
+
+
+def test_parts_arriving_out_of_order_are_joined_in_order(smsc, door, receiver):
+    for n, part in [(2, "world"), (1, "hello ")]:
+        _mo(smsc, encoding.concat_udh(7, 2, n) + encoding.encode_gsm7(part), 0, UDHI)
+    assert [m[2] for m in door.messages] == ["hello world"]
+
+
+def test_an_mo_missing_a_part_is_handed_over_after_the_timeout(smsc, door, receiver):
+    _mo(smsc, encoding.concat_udh(9, 3, 1) + encoding.encode_gsm7("Ochered' "), 0, UDHI)
+    _mo(smsc, encoding.concat_udh(9, 3, 3) + encoding.encode_gsm7("detsad"), 0, UDHI)
+    assert door.messages == []
+    wait_for(lambda: door.messages, 5, "the incomplete MO")
+    assert [m[2] for m in door.messages] == ["Ochered' detsad"]
+
+
+@pytest.mark.parametrize(("text", "state"), [
+    (("id:0A1B2C3D sub:001 dlvrd:001 submit date:2501011200 done date:2501011201 "
+     "stat:DELIVRD err:000 text:Servis ne naiden"), "delivered"),
+    (("id:0A1B2C3D sub:001 dlvrd:000 submit date:2501011200 done date:2501021200 "
+     "stat:EXPIRED err:000 text:"), "expired"),
+    (("id:0A1B2C3D sub:001 dlvrd:000 submit date:2501011200 done date:2501011201 "
+     "stat:UNDELIV err:001 text:"), "undeliverable"),
+    ("id:0A1B2C3D stat:REJECTD", "rejected"),
+])
+def test_a_delivery_receipt_text_reaches_on_receipt(smsc, door, receiver, text, state):
+    assert _mo(smsc, text.encode(), 0, RECEIPT) == 0
+    assert door.receipts == [("0A1B2C3D", state)]
+    assert door.messages == []
+
+
+def test_a_delivery_receipt_by_tlvs(smsc, door, receiver):
+    tlvs = [smpp34.Tlv(smpp34.TLV_RECEIPTED_MESSAGE_ID, b"00000007\x00"),
+            smpp34.Tlv(smpp34.TLV_MESSAGE_STATE, b"\x05")]
+    assert _mo(smsc, b"", 0, RECEIPT, tlvs=tlvs) == 0
+    assert door.receipts == [("00000007", "undeliverable")]
+
+
+def test_a_failing_callable_makes_the_smsc_deliver_again_under_the_same_id(smsc, door, receiver):
+    door.failing = True
+    assert _mo(smsc, encoding.encode_gsm7("4")) == RX_T_APPN
+    assert _mo(smsc, b"id:77 stat:DELIVRD", 0, RECEIPT) == RX_T_APPN
+    door.failing = False
+    assert _mo(smsc, encoding.encode_gsm7("4")) == 0     # the SMSC's redelivery
+    assert _mo(smsc, encoding.encode_gsm7("4")) == 0     # a new message with the same text
+    failed, redelivered, new = door.attempts
+    assert redelivered == failed      # so the ingest records it once
+    assert new != failed
+    assert [m[2] for m in door.messages] == ["4", "4"]
+    assert door.receipts == []
+
+
+def test_a_failed_last_part_finds_its_other_parts_again(smsc, door, receiver):
+    first = encoding.concat_udh(3, 2, 1) + encoding.encode_gsm7("Bala-bakshaga ")
+    last = encoding.concat_udh(3, 2, 2) + encoding.encode_gsm7("kezek")
+    assert _mo(smsc, first, 0, UDHI) == 0
+    door.failing = True
+    assert _mo(smsc, last, 0, UDHI) == RX_T_APPN
+    door.failing = False
+    assert _mo(smsc, last, 0, UDHI) == 0
+    assert [m[2] for m in door.messages] == ["Bala-bakshaga kezek"]
+
+
+def test_a_receiver_bind_takes_mo(smsc, door):
+    rx = SmppReceiver(door.on_message, door.on_receipt)
+    config = SmppConfig.from_url(f"smpp://govsms-rx:pw@127.0.0.1:{smsc.port}?mode=receiver")
+    stop = threading.Event()
+    thread = threading.Thread(target=rx.run, args=(config, stop), kwargs={"step_s": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(TimeoutError):   # smpp34 never takes a receiver's deliver_sm_resp
+            smsc.deliver("77011234567", "1414", encoding.encode_gsm7("hello"), timeout=1)
+        assert [m[2] for m in door.messages] == ["hello"]
+        assert smsc.binds[0][2] is True
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_one_transceiver_bind_sends_and_receives(smsc, door):
+    rx = SmppReceiver(door.on_message, door.on_receipt)
+    transport = SmppTransport(SmppConfig.from_url(
+        f"smpp://govsms:pw@127.0.0.1:{smsc.port}?mode=transceiver&tps=100"), on_deliver=rx.handle)
+    transport.send(Sms(1, None, "1414", "+77011234567", "Servis ne naiden."))
+    assert _mo(smsc, encoding.encode_gsm7("hello")) == 0
+    assert [m[2] for m in door.messages] == ["hello"]
+    assert len(smsc.binds) == 1
+    transport.close()
+
+
+def test_a_transceiver_without_a_receiver_refuses_deliveries_for_later(smsc):
+    transport = SmppTransport(SmppConfig.from_url(
+        f"smpp://govsms:pw@127.0.0.1:{smsc.port}?mode=transceiver&tps=100"))
+    transport.send(Sms(1, None, "1414", "+77011234567", "x"))
+    assert _mo(smsc, encoding.encode_gsm7("hello")) == RX_T_APPN
+    transport.close()
+
