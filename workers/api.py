@@ -29,8 +29,9 @@ from services.handler import Reply
 from services.phones import to_e164
 from services.stores import accounts
 from workers import messages
-from workers.celery_app import OUTBOUND
+from workers.celery_app import BULK, OUTBOUND
 from workers.limits import RateLimiter
+from workers.pipeline import to_parts
 from workers.settings import Settings
 from workers.tasks import DELIVER
 
@@ -61,13 +62,13 @@ class ClientApi:
         self.sealer = Sealer(key)
         self.otp_key = derive(key, "govsms/otp-code")
 
-    def deliver(self, outbound_id: int) -> None:
-        """Hand a queued SMS to the outbound worker; the reconciler retries if Redis is down."""
+    def deliver(self, outbound_ids: list[int], queue: str = OUTBOUND) -> None:
+        """Hand queued parts to the outbound worker; the reconciler retries if Redis is down."""
         try:
-            self.celery.send_task(DELIVER, args=[[outbound_id]], queue=OUTBOUND)
+            self.celery.send_task(DELIVER, args=[outbound_ids], queue=queue)
         except Exception as error:  # noqa: BLE001 - kombu and redis raise unrelated types
             log.warning("outbound %s queued in PostgreSQL only (%s); the reconciler sends it",
-                        outbound_id, type(error).__name__)
+                        outbound_ids, type(error).__name__)
 
 
 def _client(request: Request) -> str:
@@ -145,12 +146,12 @@ def send_code(body: OtpRequest, client: ClientName,
         if isinstance(issued, str):
             raise HTTPException(403 if issued == "not_in_mbg" else 422, {"error": issued})
         reply = Reply("otp", "code", {"code": issued.code}, sealed=True)
-        outbound_id, _ = messages.add_notice(
+        outbound_ids, _ = messages.add_notice(
             conn, key=f"otp:{issued.id}", sender=settings.otp_sender, recipient=phone,
-            text=api.sealer.seal(api.templates.render(reply)),
-            deadline=now + dt.timedelta(seconds=settings.sla_seconds), service="otp",
-            outcome="code", sealed=True, client=client)
-    api.deliver(outbound_id)
+            parts=to_parts(api.templates.render(reply), api.sealer),
+            deadline=now + dt.timedelta(seconds=settings.sla_seconds),
+            service="otp", outcome="code", client=client)
+    api.deliver(outbound_ids)
     log.info("code %s for %s sent by %s", issued.id, mask_digits(phone), client)
     return JSONResponse({"id": issued.id, "expires_at": issued.expires_at.isoformat()}, 202)
 
@@ -181,13 +182,14 @@ def send_message(body: OutboundSms, client: ClientName,
     phone = _phone(body.to)
     now = api.clock()
     with api.pool.connection() as conn, conn.transaction():
-        outbound_id, new = messages.add_notice(
+        outbound_ids, new = messages.add_notice(
             conn, key=f"api:{client}:{idempotency_key or uuid.uuid4().hex}", sender=body.sender,
-            recipient=phone, text=body.text,
+            recipient=phone, parts=to_parts(body.text),
             deadline=now + dt.timedelta(seconds=api.settings.sla_seconds), client=client)
     if new:
-        api.deliver(outbound_id)
-    return JSONResponse({"id": outbound_id, "duplicate": not new}, 202)
+        api.deliver(outbound_ids, queue=BULK)
+    return JSONResponse({"id": outbound_ids[0], "parts": len(outbound_ids), "duplicate": not new},
+                        202)
 
 
 @router.post("/accounts/{username}/password-changed")

@@ -26,6 +26,8 @@ from workers.settings import Settings, load_settings
 
 INBOUND = "inbound"
 OUTBOUND = "outbound"
+# Clients' messages: the same sender, another queue and worker, never ahead of replies.
+BULK = "outbound.bulk"
 
 
 def service_queue(service: str) -> str:
@@ -62,7 +64,8 @@ class Runtime:
     @cached_property
     def transport(self) -> Transport:
         """The outbound transport of this process."""
-        return from_url(self.settings.transport_url)
+        # With the Redis URL, an SMPP link's rate limit is shared by every process on it.
+        return from_url(self.settings.transport_url, redis_url=self.settings.redis_url)
 
 
 def create_app(settings: Settings) -> Celery:
@@ -91,7 +94,7 @@ def create_app(settings: Settings) -> Celery:
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
                                    "interval_step": 0.2, "interval_max": 0.5},
         task_default_queue=INBOUND,
-        task_queues=[_queue(INBOUND), _queue(OUTBOUND),
+        task_queues=[_queue(INBOUND), _queue(OUTBOUND), _queue(BULK),
                      *(_queue(service_queue(s)) for s in services)],
         task_routes={tasks.DISPATCH: {"queue": INBOUND}, tasks.DELIVER: {"queue": OUTBOUND},
                      tasks.RECONCILE: {"queue": INBOUND},
@@ -123,7 +126,7 @@ def _queue(name: str) -> Queue:
 
 def all_queues(settings: Settings) -> list[str]:
     """Every queue name, for a worker that serves them all."""
-    return [INBOUND, *(service_queue(s) for s in _services(settings)), OUTBOUND]
+    return [INBOUND, *(service_queue(s) for s in _services(settings)), OUTBOUND, BULK]
 
 
 def _schedule(settings: Settings, services: list[str]) -> dict[str, dict]:

@@ -23,19 +23,6 @@ class Inbound:
 
 
 @dataclass(frozen=True, slots=True)
-class Outbound:
-    """A mobile-terminated SMS part to send."""
-
-    id: int
-    inbound_id: int | None
-    sender: str
-    recipient: str
-    text: str
-    deadline: dt.datetime
-    sealed: bool
-
-
-@dataclass(frozen=True, slots=True)
 class Recorded:
     """The result of recording an inbound message: its id, and whether it was new."""
 
@@ -89,95 +76,174 @@ def mark_dispatched(conn: psycopg.Connection, routes: dict[int, str]) -> None:
     conn.execute(_MARK_DISPATCHED, (list(routes), list(routes.values())))
 
 
-_ADD_REPLY = """
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """An SMS as it is stored: one text per part (sealed ones encrypted), and how they join."""
+
+    texts: list[str]
+    coding: str
+    reference: int
+    sealed: bool = False
+
+
+_INSERT_PARTS = """
+INSERT INTO outbound (inbound_id, dedupe_key, part, parts, reference, coding, sender, recipient,
+                      text, service, outcome, deadline, sealed, client)
+SELECT %(inbound_id)s, %(key)s, p.part::int, %(parts)s, %(reference)s, %(coding)s, %(sender)s,
+       %(recipient)s, p.text, %(service)s, %(outcome)s, %(deadline)s, %(sealed)s, %(client)s
+FROM unnest(%(texts)s::text[]) WITH ORDINALITY AS p(text, part)
+"""
+_ADD_REPLY = f"""
 WITH reply AS (
-    INSERT INTO outbound (inbound_id, part, sender, recipient, text, service, outcome, deadline,
-                          sealed)
-    VALUES (%(inbound_id)s, 1, %(sender)s, %(recipient)s, %(text)s, %(service)s, %(outcome)s,
-            %(deadline)s, %(sealed)s)
+    {_INSERT_PARTS}
     ON CONFLICT (inbound_id, part) DO NOTHING
     RETURNING id
 ), answered AS (
     UPDATE inbound SET state = 'answered', service = coalesce(service, %(service)s)
     WHERE id = %(inbound_id)s AND state IN ('received', 'dispatched')
 )
-SELECT id FROM reply
+SELECT id FROM reply ORDER BY id
 """
 
 
-def add_reply(conn: psycopg.Connection, *, inbound: Inbound, text: str, service: str | None,
-              outcome: str, deadline: dt.datetime, sealed: bool = False) -> int | None:
-    """Queue the reply to `inbound`; None when it already has one (a redelivered task)."""
-    row = conn.execute(_ADD_REPLY, {
-        "inbound_id": inbound.id, "sender": inbound.shortcode, "recipient": inbound.sender,
-        "text": text, "service": service, "outcome": outcome, "deadline": deadline,
-        "sealed": sealed,
-    }).fetchone()
-    return row[0] if row else None
+def _fields(parts: Parts, **fields: object) -> dict[str, object]:
+    return {"texts": parts.texts, "parts": len(parts.texts), "reference": parts.reference,
+            "coding": parts.coding, "sealed": parts.sealed, "key": None, "inbound_id": None,
+            "client": None, **fields}
 
 
-_ADD_NOTICE = """
-INSERT INTO outbound (dedupe_key, part, sender, recipient, text, service, outcome, deadline,
-                      sealed, client)
-VALUES (%(key)s, 1, %(sender)s, %(recipient)s, %(text)s, %(service)s, %(outcome)s, %(deadline)s,
-        %(sealed)s, %(client)s)
+def add_reply(conn: psycopg.Connection, *, inbound: Inbound, parts: Parts, service: str | None,
+              outcome: str, deadline: dt.datetime) -> list[int]:
+    """Queue the reply to `inbound`, a row per part; none when it has one (a redelivered task)."""
+    return [row[0] for row in conn.execute(_ADD_REPLY, _fields(
+        parts, inbound_id=inbound.id, sender=inbound.shortcode, recipient=inbound.sender,
+        service=service, outcome=outcome, deadline=deadline))]
+
+
+_ADD_NOTICE = f"""
+{_INSERT_PARTS}
 ON CONFLICT (dedupe_key, part) DO NOTHING
 RETURNING id
 """
-_BY_KEY = "SELECT id FROM outbound WHERE dedupe_key = %s AND part = 1"
+_BY_KEY = "SELECT id FROM outbound WHERE dedupe_key = %s ORDER BY part"
 
 
-def add_notice(conn: psycopg.Connection, *, key: str, sender: str, recipient: str, text: str,
+def add_notice(conn: psycopg.Connection, *, key: str, sender: str, recipient: str, parts: Parts,
                deadline: dt.datetime, service: str | None = None, outcome: str | None = None,
-               sealed: bool = False, client: str | None = None) -> tuple[int, bool]:
-    """Queue an SMS that answers no inbound message, once per `key`: (its id, whether new)."""
-    row = conn.execute(_ADD_NOTICE, {
-        "key": key, "sender": sender, "recipient": recipient, "text": text, "service": service,
-        "outcome": outcome, "deadline": deadline, "sealed": sealed, "client": client,
-    }).fetchone()
-    if row is not None:
-        return row[0], True
-    existing = conn.execute(_BY_KEY, (key,)).fetchone()
-    assert existing is not None
-    return existing[0], False
+               client: str | None = None) -> tuple[list[int], bool]:
+    """Queue an SMS that answers no inbound message, once per `key`: (its part ids, whether new)."""
+    new = [row[0] for row in conn.execute(_ADD_NOTICE, _fields(
+        parts, key=key, sender=sender, recipient=recipient, service=service, outcome=outcome,
+        deadline=deadline, client=client))]
+    if new:
+        return new, True
+    return [row[0] for row in conn.execute(_BY_KEY, (key,))], False
 
 
-# FOR UPDATE, not SKIP LOCKED: a duplicate delivery waits for the first and then
-# finds the row sent, instead of acknowledging a row another sender may yet drop.
-_CLAIM_OUTBOUND = """
-SELECT id, inbound_id, sender, recipient, text, deadline, sealed FROM outbound
-WHERE id = %s AND state = 'queued'
-FOR UPDATE
+# The claim is committed before the submit: a sender that dies after submitting
+# leaves the row 'sending', and whoever claims it after `stale_s` flags the SMS as a
+# possible duplicate. A claim younger than that belongs to a sender still at work.
+_CLAIM = """
+UPDATE outbound SET state = 'sending', claimed_at = now(), attempts = attempts + 1,
+                    possible_duplicate = possible_duplicate OR state = 'sending'
+WHERE id = %(id)s AND (state = 'queued' OR
+                       (state = 'sending' AND claimed_at < now() - make_interval(secs => %(stale)s)))
+RETURNING id, inbound_id, sender, recipient, text, deadline, sealed, part, parts, reference, coding
 """
+_BUSY = "SELECT state = 'sending' FROM outbound WHERE id = %s"
 _MARK_SENT = """
-UPDATE outbound SET state = 'sent', sent_at = now(), transport_id = %s, attempts = attempts + 1
-WHERE id = %s
+UPDATE outbound SET state = 'sent', sent_at = now(), transport_id = %(tid)s, error = NULL
+WHERE id = %(id)s AND state = 'sending'
+"""
+# A receipt that came before the submit answer waits in `receipts` for its id.
+_EARLY_RECEIPT = """
+UPDATE outbound SET delivery = r.state, delivery_at = r.received_at
+FROM receipts r WHERE outbound.id = %(id)s AND r.transport_id = %(tid)s
+"""
+_RELEASE = """
+UPDATE outbound SET state = 'queued', error = %(reason)s, attempts = attempts - %(uncount)s
+WHERE id = %(id)s AND state = 'sending'
 """
 _MARK_FAILED = """
-UPDATE outbound SET state = 'failed', error = %s, attempts = attempts + 1 WHERE id = %s
+UPDATE outbound SET state = 'failed', error = %s WHERE id = %s AND state IN ('queued', 'sending')
+RETURNING inbound_id
 """
-_COUNT_ATTEMPT = "UPDATE outbound SET attempts = attempts + 1, error = %s WHERE id = %s"
 
 
-def claim_outbound(conn: psycopg.Connection, outbound_id: int) -> Outbound | None:
-    """Lock a queued SMS for sending until the transaction ends; None if it is not queued."""
-    with conn.cursor(row_factory=class_row(Outbound)) as cur:
-        return cur.execute(_CLAIM_OUTBOUND, (outbound_id,)).fetchone()
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An SMS part claimed for sending."""
+
+    id: int
+    inbound_id: int | None
+    sender: str
+    recipient: str
+    text: str
+    deadline: dt.datetime
+    sealed: bool
+    part: int
+    parts: int
+    reference: int | None
+    coding: str | None
+
+
+def claim_outbound(conn: psycopg.Connection, outbound_id: int,
+                   stale_s: float) -> Claimed | bool | None:
+    """The part, claimed; True when another sender holds it; None when sent or failed."""
+    with conn.cursor(row_factory=class_row(Claimed)) as cur:
+        claimed = cur.execute(_CLAIM, {"id": outbound_id, "stale": stale_s}).fetchone()
+    if claimed is not None:
+        return claimed
+    busy = conn.execute(_BUSY, (outbound_id,)).fetchone()
+    return True if busy and busy[0] else None
 
 
 def mark_sent(conn: psycopg.Connection, outbound_id: int, transport_id: str | None) -> None:
-    """The transport accepted the SMS."""
-    conn.execute(_MARK_SENT, (transport_id, outbound_id))
+    """The transport accepted the part; a receipt that came first is applied now."""
+    conn.execute(_MARK_SENT, {"id": outbound_id, "tid": transport_id})
+    if transport_id:
+        conn.execute(_EARLY_RECEIPT, {"id": outbound_id, "tid": transport_id})
 
 
-def mark_failed(conn: psycopg.Connection, outbound_id: int, reason: str) -> None:
-    """The transport refused the SMS for good."""
-    conn.execute(_MARK_FAILED, (reason, outbound_id))
+def release(conn: psycopg.Connection, outbound_id: int, reason: str, *,
+            count_attempt: bool = True) -> None:
+    """Back to the queue after a retryable failure (a rate limit is not a failed attempt)."""
+    conn.execute(_RELEASE, {"id": outbound_id, "reason": reason,
+                            "uncount": 0 if count_attempt else 1})
 
 
-def count_attempt(conn: psycopg.Connection, outbound_id: int, reason: str) -> None:
-    """A send attempt failed in a way worth retrying."""
-    conn.execute(_COUNT_ATTEMPT, (reason, outbound_id))
+def mark_failed(conn: psycopg.Connection, outbound_id: int, reason: str) -> bool:
+    """The part will not be sent; False when it was sent or failed already."""
+    return conn.execute(_MARK_FAILED, (reason, outbound_id)).fetchone() is not None
+
+
+FINAL_DELIVERY = ("delivered", "expired", "deleted", "undeliverable", "rejected")
+_RECEIPT = """
+INSERT INTO receipts (transport_id, state) VALUES (%(tid)s, %(state)s)
+ON CONFLICT (transport_id) DO UPDATE SET state = EXCLUDED.state, received_at = now()
+WHERE receipts.state <> ALL(%(final)s)
+"""
+_DELIVERY_BY_TRANSPORT = """
+UPDATE outbound SET delivery = %(state)s, delivery_at = now()
+WHERE transport_id = %(tid)s AND (delivery IS NULL OR delivery <> ALL(%(final)s))
+"""
+_DELIVERY_BY_ID = """
+UPDATE outbound SET delivery = %(state)s, delivery_at = now()
+WHERE id = %(id)s AND (delivery IS NULL OR delivery <> ALL(%(final)s))
+"""
+
+
+def record_receipt(conn: psycopg.Connection, transport_id: str, state: str) -> int:
+    """A receipt by the operator's message id; kept for a submit answer still to come."""
+    params = {"tid": transport_id, "state": state, "final": list(FINAL_DELIVERY)}
+    conn.execute(_RECEIPT, params)
+    return conn.execute(_DELIVERY_BY_TRANSPORT, params).rowcount
+
+
+def record_delivery(conn: psycopg.Connection, outbound_id: int, state: str) -> int:
+    """A receipt that names our own outbound id (Kannel's dlr-url carries it)."""
+    return conn.execute(_DELIVERY_BY_ID, {"id": outbound_id, "state": state,
+                                          "final": list(FINAL_DELIVERY)}).rowcount
 
 
 _ADD_DEAD_LETTER = """
@@ -206,8 +272,9 @@ ORDER BY received_at LIMIT %s
 """
 _STALE_OUTBOUND = """
 SELECT id FROM outbound
-WHERE state = 'queued' AND created_at < now() - make_interval(secs => %s)
-ORDER BY created_at LIMIT %s
+WHERE (state = 'queued' AND created_at < now() - make_interval(secs => %(age)s))
+   OR (state = 'sending' AND claimed_at < now() - make_interval(secs => %(age)s))
+ORDER BY created_at LIMIT %(limit)s
 """
 
 
@@ -228,7 +295,7 @@ def fees(conn: psycopg.Connection, shortcode: str, start: dt.datetime,
 def stale(conn: psycopg.Connection, *, older_than_s: float, limit: int) -> tuple[list[int], list[int]]:
     """Inbound messages with no answer and queued SMS not sent, older than `older_than_s`."""
     inbound = [r[0] for r in conn.execute(_STALE_INBOUND, (older_than_s, limit))]
-    outbound = [r[0] for r in conn.execute(_STALE_OUTBOUND, (older_than_s, limit))]
+    outbound = [r[0] for r in conn.execute(_STALE_OUTBOUND, {"age": older_than_s, "limit": limit})]
     return inbound, outbound
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,10 +16,11 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from parsers import KeywordIndex
+from replies import encoding
 from replies.masking import mask_digits
 from replies.sealing import Sealer
 from replies.templates import COMMON, Templates
-from replies.transports import Sms, Transport, TransportError
+from replies.transports import RateLimited, Sms, Transport, TransportError
 from services import account_registration
 from services.errors import StoreUnavailable
 from services.handler import Reply, Request
@@ -54,17 +56,23 @@ class Dispatched:
     outbound: list[int] = field(default_factory=list)
 
 
-def render(p: Pipeline, reply: Reply) -> str:
-    """The reply's text as it is stored: sealed when it carries a password or code."""
-    text = p.templates.render(reply)
-    return p.sealer.seal(text) if reply.sealed else text
+def to_parts(text: str, sealer: Sealer | None = None) -> messages.Parts:
+    """A text as it is stored: split into SMS parts, each sealed when a sealer is given."""
+    segmented = encoding.split(text)
+    texts = [sealer.seal(t) for t in segmented.parts] if sealer else segmented.parts
+    return messages.Parts(texts, segmented.coding, secrets.randbelow(256), sealer is not None)
 
 
-def _reply(conn: psycopg.Connection, p: Pipeline, row: messages.Inbound, reply: Reply) -> int | None:
-    return messages.add_reply(conn, inbound=row, text=render(p, reply),
+def render(p: Pipeline, reply: Reply) -> messages.Parts:
+    """A reply as it is stored: its text in SMS parts, sealed if it carries a secret."""
+    return to_parts(p.templates.render(reply), p.sealer if reply.sealed else None)
+
+
+def _reply(conn: psycopg.Connection, p: Pipeline, row: messages.Inbound,
+           reply: Reply) -> list[int]:
+    return messages.add_reply(conn, inbound=row, parts=render(p, reply),
                               service=None if reply.service == COMMON else reply.service,
-                              outcome=reply.outcome, deadline=row.received_at + p.sla,
-                              sealed=reply.sealed)
+                              outcome=reply.outcome, deadline=row.received_at + p.sla)
 
 
 def dispatch(p: Pipeline, ids: list[int]) -> Dispatched:
@@ -76,9 +84,7 @@ def dispatch(p: Pipeline, ids: list[int]) -> Dispatched:
             service = p.index.parse(row.shortcode, row.text).service
             log.info("routed to %s", service or "no service", extra=correlation(row.id))
             if service is None:
-                outbound_id = _reply(conn, p, row, NOT_FOUND)
-                if outbound_id is not None:
-                    out.outbound.append(outbound_id)
+                out.outbound += _reply(conn, p, row, NOT_FOUND)
             else:
                 routes[row.id] = service
                 out.services[service].append(row.id)
@@ -107,7 +113,7 @@ def answer(p: Pipeline, service: str, ids: list[int]) -> list[int]:
                     with conn.transaction():
                         parsed = p.index.parse(row.shortcode, row.text)
                         reply = handler(conn, Request(row.sender, parsed, row.received_at))
-                        outbound_id = _reply(conn, p, row, reply)
+                        outbound_ids = _reply(conn, p, row, reply)
                 except psycopg.OperationalError:
                     raise
                 except Exception as error:  # a bug for this message must not block the others
@@ -117,8 +123,7 @@ def answer(p: Pipeline, service: str, ids: list[int]) -> list[int]:
                     continue
                 log.info("answered: %s.%s", reply.service, reply.outcome,
                          extra=correlation(row.id))
-                if outbound_id is not None:
-                    queued.append(outbound_id)
+                queued += outbound_ids
     except psycopg.OperationalError as error:
         raise StoreUnavailable(f"{type(error).__name__}") from error
     return queued
@@ -129,49 +134,70 @@ def answer_unavailable(p: Pipeline, service: str, ids: list[int], reason: str) -
     queued: list[int] = []
     with p.pool.connection() as conn, conn.transaction():
         for row in messages.unfinished_inbound(conn, ids):
-            outbound_id = _reply(conn, p, row, UNAVAILABLE)
+            queued += _reply(conn, p, row, UNAVAILABLE)
             messages.add_dead_letter(conn, task="answer", inbound_id=row.id,
                                      reason=f"{service} unavailable: {reason}")
-            if outbound_id is not None:
-                queued.append(outbound_id)
     return queued
+
+
+# A claim older than this was a sender that died (the task time limit is shorter).
+CLAIM_STALE_S = 30.0
 
 
 @dataclass(slots=True)
 class Delivered:
-    """What became of a batch of outbound SMS."""
+    """What became of a batch of outbound SMS parts."""
 
     sent: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     retry: list[int] = field(default_factory=list)
+    busy: list[int] = field(default_factory=list)  # claimed by a sender still at work
+    wait_s: float = 0.0  # the longest a rate limit asked to wait
+    deadline: dt.datetime | None = None  # the earliest deadline among `retry`
 
 
-def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer,
-            ids: list[int]) -> Delivered:
-    """Send each queued SMS once: claim its row, hand it to the transport, record the outcome."""
+def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: list[int],
+            stale_s: float = CLAIM_STALE_S) -> Delivered:
+    """Send each part once: claim it (committed), hand it to the transport, record the outcome.
+
+    Between the submit and the record of it, a crash leaves the part claimed; the
+    sender that claims it again once the claim is stale sends it again and flags it
+    as a possible duplicate: at most one duplicate per crash, never a lost SMS.
+    """
     out = Delivered()
     for outbound_id in ids:
-        with pool.connection() as conn, conn.transaction():
-            row = messages.claim_outbound(conn, outbound_id)
-            if row is None:  # already sent or failed: a redelivered task
-                continue
-            text = sealer.unseal(row.text) if row.sealed else row.text
-            sms = Sms(row.id, row.inbound_id, row.sender, row.recipient, text)
+        with pool.connection() as conn:
+            claimed = messages.claim_outbound(conn, outbound_id, stale_s)
+            conn.commit()
+            if claimed is True:
+                out.busy.append(outbound_id)
+            if not isinstance(claimed, messages.Claimed):
+                continue  # sent or failed already: a redelivered task
+            text = sealer.unseal(claimed.text) if claimed.sealed else claimed.text
+            sms = Sms(claimed.id, claimed.inbound_id, claimed.sender, claimed.recipient, text,
+                      part=claimed.part, parts=claimed.parts, reference=claimed.reference,
+                      coding=claimed.coding)
             try:
                 transport_id = transport.send(sms)
             except TransportError as error:
                 if error.retryable:
-                    messages.count_attempt(conn, row.id, error.reason)
-                    out.retry.append(row.id)
+                    limited = isinstance(error, RateLimited)
+                    messages.release(conn, claimed.id, error.reason, count_attempt=not limited)
+                    out.retry.append(claimed.id)
+                    out.wait_s = max(out.wait_s, error.retry_after if limited else 0.0)
+                    if out.deadline is None or claimed.deadline < out.deadline:
+                        out.deadline = claimed.deadline
                 else:
-                    _fail(conn, row, error.reason)
-                    out.failed.append(row.id)
+                    _fail(conn, claimed.id, claimed.inbound_id, error.reason)
+                    out.failed.append(claimed.id)
+                conn.commit()
                 continue
-            messages.mark_sent(conn, row.id, transport_id)
-        out.sent.append(row.id)
-        log.info("sent %s to %s from %s: %s", row.id, mask_digits(row.recipient), row.sender,
-                 "(sealed)" if row.sealed else row.text,
-                 extra=correlation(row.inbound_id, row.id))
+            messages.mark_sent(conn, claimed.id, transport_id)
+            conn.commit()
+        out.sent.append(claimed.id)
+        log.info("sent %s to %s from %s: %s", claimed.id, mask_digits(claimed.recipient),
+                 claimed.sender, "(sealed)" if claimed.sealed else claimed.text,
+                 extra=correlation(claimed.inbound_id, claimed.id))
     return out
 
 
@@ -180,25 +206,27 @@ def rotate_passwords(p: Pipeline, now: dt.datetime) -> list[int]:
     queued: list[int] = []
     with p.pool.connection() as conn, conn.transaction():
         for notice in account_registration.rotate_due(conn, now):
-            outbound_id, new = messages.add_notice(
+            outbound_ids, new = messages.add_notice(
                 conn, key=notice.key, sender=p.senders[account_registration.NAME],
-                recipient=notice.recipient, text=render(p, notice.reply), deadline=now + p.sla,
-                service=notice.reply.service, outcome=notice.reply.outcome, sealed=True)
+                recipient=notice.recipient, parts=render(p, notice.reply), deadline=now + p.sla,
+                service=notice.reply.service, outcome=notice.reply.outcome)
             if new:
-                queued.append(outbound_id)
+                queued += outbound_ids
     return queued
 
 
 def give_up(pool: ConnectionPool, ids: list[int], reason: str) -> None:
-    """Mark SMS that kept failing as failed, each with a dead letter."""
+    """Mark parts that kept failing as failed, each with a dead letter."""
     with pool.connection() as conn, conn.transaction():
         for outbound_id in ids:
-            row = messages.claim_outbound(conn, outbound_id)
+            row = conn.execute("SELECT inbound_id FROM outbound WHERE id = %s",
+                               (outbound_id,)).fetchone()
             if row is not None:
-                _fail(conn, row, reason)
+                _fail(conn, outbound_id, row[0], reason)
 
 
-def _fail(conn: psycopg.Connection, row: messages.Outbound, reason: str) -> None:
-    messages.mark_failed(conn, row.id, reason)
-    messages.add_dead_letter(conn, task="deliver", outbound_id=row.id,
-                             inbound_id=row.inbound_id, reason=reason)
+def _fail(conn: psycopg.Connection, outbound_id: int, inbound_id: int | None,
+          reason: str) -> None:
+    if messages.mark_failed(conn, outbound_id, reason):
+        messages.add_dead_letter(conn, task="deliver", outbound_id=outbound_id,
+                                 inbound_id=inbound_id, reason=reason)

@@ -16,7 +16,7 @@ import psycopg
 
 from workers import db, embedded, extracts
 from workers import demo as demo_data
-from workers.celery_app import INBOUND, OUTBOUND, all_queues
+from workers.celery_app import BULK, INBOUND, OUTBOUND, all_queues
 from workers.settings import RUNTIME_FILE, Settings
 from workers.supervisor import Child, Supervisor
 
@@ -94,9 +94,10 @@ def processes(settings: Settings) -> dict[str, list[str]]:
     found = {"ingest": _python("-m", "workers.cli", "ingest"),
              "worker-inbound": worker("inbound", INBOUND, *prefork)}
     for queue in all_queues(settings):
-        if queue not in (INBOUND, OUTBOUND):
+        if queue.startswith("svc."):
             found[f"worker-{queue}"] = worker(queue, queue, *threads)
     found["worker-outbound"] = worker("outbound", OUTBOUND, *prefork)
+    found["worker-bulk"] = worker("bulk", BULK, "--concurrency", "1")
     found["beat"] = [*celery, "beat", "--loglevel", settings.log_level]
     found["flower"] = _python("-m", "workers.cli", "flower")
     return found

@@ -39,6 +39,16 @@ def backoff(retries: int) -> float:
     return min(2.0 ** retries, MAX_COUNTDOWN_S) * random.uniform(0.8, 1.0)
 
 
+def send_countdown(retries: int, wait_s: float, deadline: dt.datetime | None,
+                   now: dt.datetime) -> float:
+    """When to try a send again: backoff with jitter, no later than the deadline while there
+    is one ahead, never sooner than a rate limit asked; a late SMS goes on backing off."""
+    countdown = backoff(retries)
+    if deadline is not None and deadline > now:
+        countdown = min(countdown, max((deadline - now).total_seconds(), 0.2))
+    return min(max(countdown, wait_s), MAX_COUNTDOWN_S)
+
+
 class GovsmsTask(Task):
     """Base task: an unexpected failure leaves a dead letter instead of vanishing."""
 
@@ -48,14 +58,16 @@ class GovsmsTask(Task):
                    einfo: Any) -> None:
         """Record each id of the failed task as a dead letter an operator can replay."""
         ids: list[int] = args[-1] if args else []
-        column = "outbound_id" if self.name == DELIVER else "inbound_id"
         reason = f"{self.name} failed: {type(exc).__name__}"
         try:
             p = self.app.govsms.pipeline
+            if self.name == DELIVER:  # parts not sent are failed, so nothing sends them later
+                pipeline.give_up(p.pool, ids, reason)
+                return
             with p.pool.connection() as conn:
                 for message_id in ids:
                     messages.add_dead_letter(conn, task=self.name, reason=reason,
-                                             **{column: message_id})
+                                             inbound_id=message_id)
         except Exception:
             log.exception("could not record dead letters for %s %s", self.name, ids)
 
@@ -96,10 +108,13 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
 
     @app.task(name=DELIVER, base=GovsmsTask, bind=True, max_retries=SEND_RETRIES)
     def deliver(self: Task, ids: list[int]) -> None:
-        """Send queued SMS through the transport, each once."""
+        """Send queued SMS parts through the transport, each once."""
         runtime = self.app.govsms
         done = pipeline.deliver(runtime.pipeline.pool, runtime.transport, runtime.pipeline.sealer,
                                 ids)
+        if done.busy:  # another sender holds them: look again once its claim may have lapsed
+            app.send_task(DELIVER, args=[done.busy], queue=outbound_queue,
+                          countdown=pipeline.CLAIM_STALE_S)
         if not done.retry:
             return
         if self.request.retries >= SEND_RETRIES:
@@ -107,7 +122,9 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
                              f"not sent after {SEND_RETRIES} retries")
             return
         count_retry(runtime.redis, "send")
-        raise self.retry(args=[done.retry], countdown=backoff(self.request.retries))
+        countdown = send_countdown(self.request.retries, done.wait_s, done.deadline,
+                                   dt.datetime.now(dt.UTC))
+        raise self.retry(args=[done.retry], countdown=countdown)
 
     @app.task(name=ROTATE, bind=True)
     def rotate_passwords(self: Task) -> None:
