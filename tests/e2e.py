@@ -52,6 +52,7 @@ class Gateway:
                     name: {"secret": c.secret.get_secret_value(), "senders": c.senders,
                            "manages_accounts": c.manages_accounts}
                     for name, c in s.api_clients.items()}),
+                **({"GOVSMS_SMPP_RECEIVER": s.smpp_receiver} if s.smpp_receiver else {}),
                 **self.env_extra}
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:

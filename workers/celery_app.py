@@ -84,6 +84,10 @@ def create_app(settings: Settings) -> Celery:
         # well inside the 60 s SLA and longer than any task may run or wait (see README).
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
+            # Look for what a dead worker held every 5 s (kombu's default is about 100 s),
+            # so a redelivery lands within visibility timeout + 5 s.
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 1,
             "socket_connect_timeout": 2,
             "socket_timeout": 5,
         },
@@ -109,7 +113,7 @@ def create_app(settings: Settings) -> Celery:
         # not send the same periodic task again. A beat that died frees the lock in 30 s.
         beat_scheduler="redbeat.RedBeatScheduler",
         redbeat_redis_url=settings.redis_url,
-        redbeat_key_prefix="govsms:beat",
+        redbeat_key_prefix="govsms:beat:",
         redbeat_lock_timeout=30,
         beat_max_loop_interval=5,
         timezone="UTC",

@@ -47,6 +47,42 @@ def ingest() -> None:
                 access_log=False, log_config=None)
 
 
+@main.command("smpp-ingest")
+def smpp_ingest() -> None:
+    """Take MOs and delivery receipts from the SMSC over SMPP (GOVSMS_SMPP_RECEIVER)."""
+    import psycopg
+
+    from workers import db as database
+    from workers import messages
+    from workers.celery_app import create_app
+    from workers.ingest import InboundSms, Ingest
+    from workers.smpp_ingest import serve
+
+    settings = load_settings()
+    logs.configure(settings.log_level, settings.log_format)
+    if not settings.smpp_receiver:
+        raise click.ClickException("set GOVSMS_SMPP_RECEIVER=smpp://ID:PW@HOST:PORT?mode=receiver")
+    pool = database.create_pool(_database_url(), statement_timeout_ms=settings.statement_timeout_ms,
+                                name="smpp-ingest")
+    ingest = Ingest(settings, pool, create_app(settings))
+
+    def on_message(sender: str, shortcode: str, text: str, external_id: str) -> None:
+        # Unavailable propagates: the SMSC gets an error and delivers the message again.
+        ingest.accept(InboundSms.model_validate({"from": sender, "to": shortcode, "text": text,
+                                                 "id": external_id, "smsc": "smpp"}))
+
+    def on_receipt(message_id: str, state: str) -> None:
+        with pool.connection() as conn:
+            messages.record_receipt(conn, message_id, state)
+
+    try:
+        serve(settings.smpp_receiver, on_message, on_receipt)
+    except psycopg.Error as error:
+        raise click.ClickException(f"message store: {error}") from error
+    finally:
+        pool.close()
+
+
 @main.group()
 def db() -> None:
     """The database."""
@@ -153,7 +189,7 @@ def flower() -> None:
     # In the environment, not on the command line, where `ps` would show the password.
     env = {**os.environ, "FLOWER_BASIC_AUTH": settings.flower_auth()}
     argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower",
-            f"--address={settings.http_host}", f"--port={settings.flower_port}"]
+            f"--address={settings.flower_host}", f"--port={settings.flower_port}"]
     os.execve(sys.executable, argv, env)
 
 

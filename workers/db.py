@@ -52,9 +52,9 @@ def migrate(conninfo: str) -> list[str]:
 
 
 def pending(conn: psycopg.Connection) -> list[str]:
-    """Versions shipped but not applied to the database behind `conn`."""
-    conn.execute(_MIGRATIONS_TABLE)
-    done = {row[0] for row in conn.execute(_APPLIED)}
+    """Versions shipped but not applied to the database behind `conn` (reads only)."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    done = {row[0] for row in conn.execute(_APPLIED)} if exists and exists[0] else set()
     return [version for version, _ in migrations() if version not in done]
 
 

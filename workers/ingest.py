@@ -41,6 +41,8 @@ from workers.tasks import DISPATCH
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 10_000
+# Kannel's delivery report types (its `%d`) as delivery states.
+KANNEL_DLR = {1: "delivered", 2: "undeliverable", 4: "enroute", 8: "accepted", 16: "rejected"}
 DEFAULT_SOURCE = "http"
 TOKEN_HEADER = "X-Bridge-Token"
 
@@ -173,6 +175,18 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
             raise HTTPException(400, "expected from, to, text, id, smsc") from error
         accepted = await _accept(request, sms)
         return "duplicate" if accepted.duplicate else "accepted"
+
+    @app.api_route("/sms/dlr", methods=["GET", "POST"], dependencies=bridge,
+                   response_class=PlainTextResponse)
+    def kannel_receipt(request: Request, outbound: int, type: int) -> str:
+        """Kannel's dlr-url: `?outbound=ID&type=%d` (1 delivered, 2 failed, 4 queued at the
+        SMSC, 8 accepted by it, 16 refused by it); final states are not overwritten."""
+        state = KANNEL_DLR.get(type)
+        if state is None:
+            raise HTTPException(400, f"unknown delivery report type {type}")
+        with request.app.state.ingest.pool.connection() as conn:
+            messages.record_delivery(conn, outbound, state)
+        return "ok"
 
     @app.post("/v1/messages/inbound", dependencies=bridge, status_code=202)
     async def json_inbound(request: Request, sms: InboundSms) -> JSONResponse:

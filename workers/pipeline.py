@@ -140,8 +140,6 @@ def answer_unavailable(p: Pipeline, service: str, ids: list[int], reason: str) -
     return queued
 
 
-# A claim older than this was a sender that died (the task time limit is shorter).
-CLAIM_STALE_S = 30.0
 
 
 @dataclass(slots=True)
@@ -157,7 +155,7 @@ class Delivered:
 
 
 def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: list[int],
-            stale_s: float = CLAIM_STALE_S) -> Delivered:
+            stale_s: float = 30.0) -> Delivered:
     """Send each part once: claim it (committed), hand it to the transport, record the outcome.
 
     Between the submit and the record of it, a crash leaves the part claimed; the

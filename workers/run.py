@@ -98,6 +98,8 @@ def processes(settings: Settings) -> dict[str, list[str]]:
             found[f"worker-{queue}"] = worker(queue, queue, *threads)
     found["worker-outbound"] = worker("outbound", OUTBOUND, *prefork)
     found["worker-bulk"] = worker("bulk", BULK, "--concurrency", "1")
+    if settings.smpp_receiver:
+        found["smpp-ingest"] = _python("-m", "workers.cli", "smpp-ingest")
     found["beat"] = [*celery, "beat", "--loglevel", settings.log_level]
     found["flower"] = _python("-m", "workers.cli", "flower")
     return found
@@ -142,7 +144,7 @@ def _print_banner(settings: Settings, redis_url: str, database_url: str, logs: P
   ingest HTTP   {settings.ingest_url}/sms/inbound  (Kannel get-url), /v1/messages/inbound (JSON)
   redis         {_mask_url(redis_url)}
   postgresql    {_mask_url(database_url)}
-  flower        http://{settings.http_host}:{settings.flower_port}/  (user {settings.flower_user},
+  flower        http://{settings.flower_host}:{settings.flower_port}/  (user {settings.flower_user},
                 password in {settings.data_dir}/flower_password unless configured)
   metrics       {settings.ingest_url}/metrics   health {settings.ingest_url}/readyz
   transport     {_mask_url(settings.transport_url)}

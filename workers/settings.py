@@ -69,6 +69,9 @@ class Settings(BaseSettings):
                                                     "unacknowledged task")
     concurrency: int = Field(2, description="Processes per Celery worker")
     statement_timeout_ms: int = Field(5000, description="PostgreSQL statement timeout")
+    smpp_receiver: str | None = Field(None, description="`smpp://ID:PW@HOST:PORT?mode=receiver` "
+                                                         "(or transceiver): take MOs and receipts "
+                                                         "from an SMSC; unset: no SMPP ingest")
     templates: Path | None = Field(None, description="Reply templates (TOML) replacing the "
                                                      "built-in ones")
     log_level: str = Field("INFO", description="Log level")
@@ -88,7 +91,8 @@ class Settings(BaseSettings):
     flower_user: str = Field("operator", description="Flower's user name")
     flower_password: SecretStr | None = Field(None, description="Flower's password; unset: "
                                                                 "generated into DATA_DIR")
-    flower_port: int = Field(5555, description="Flower's port (on HTTP_HOST)")
+    flower_host: str = Field("127.0.0.1", description="Flower's listen address")
+    flower_port: int = Field(5555, description="Flower's port")
     otp_sender: str = Field("1414", description="Sender id of one-time codes")
     otp_per_phone: int = Field(3, description="Codes a phone may be sent per 10 minutes")
     otp_per_client: int = Field(60, description="Codes a client may request per minute")

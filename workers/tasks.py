@@ -110,11 +110,13 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
     def deliver(self: Task, ids: list[int]) -> None:
         """Send queued SMS parts through the transport, each once."""
         runtime = self.app.govsms
+        # A claim older than the visibility timeout (longer than any task may run) is a
+        # sender that died between its submit and the record of it.
+        stale_s = runtime.settings.visibility_timeout
         done = pipeline.deliver(runtime.pipeline.pool, runtime.transport, runtime.pipeline.sealer,
-                                ids)
+                                ids, stale_s)
         if done.busy:  # another sender holds them: look again once its claim may have lapsed
-            app.send_task(DELIVER, args=[done.busy], queue=outbound_queue,
-                          countdown=pipeline.CLAIM_STALE_S)
+            app.send_task(DELIVER, args=[done.busy], queue=outbound_queue, countdown=stale_s)
         if not done.retry:
             return
         if self.request.retries >= SEND_RETRIES:
