@@ -7,7 +7,9 @@ slow registry delays only its own service), `outbound` (the sender).
 from __future__ import annotations
 
 import datetime as dt
-from functools import cached_property
+import os
+from collections.abc import Callable
+from typing import Any
 
 import redis
 from celery import Celery
@@ -22,28 +24,40 @@ from services import account_registration
 from services.registry import default_registry
 from workers import db, logs, tasks
 from workers.pipeline import Pipeline
+from workers.queues import BULK, INBOUND, OUTBOUND, service_queue
 from workers.settings import Settings, load_settings
-
-INBOUND = "inbound"
-OUTBOUND = "outbound"
-# Clients' messages: the same sender, another queue and worker, never ahead of replies.
-BULK = "outbound.bulk"
-
-
-def service_queue(service: str) -> str:
-    """The queue of one service's tasks."""
-    return f"svc.{service}"
 
 
 class Runtime:
-    """Per-process resources, built on first use: after the prefork pool has forked."""
+    """Per-process resources, built on first use in the process that uses them.
+
+    Celery's parent process may touch them too (it runs `on_failure` after a hard
+    time limit) and then forks new pool processes: a child that finds resources
+    made by another process builds its own, and keeps the inherited ones alive but
+    unused, so that their connections, shared with the parent, are never closed or
+    used from two processes.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._pid = os.getpid()
+        self._built: dict[str, Any] = {}
+        self._inherited: list[Any] = []
 
-    @cached_property
+    def _get(self, name: str, build: Callable[[], Any]) -> Any:
+        if self._pid != os.getpid():
+            self._inherited.append(self._built)
+            self._built, self._pid = {}, os.getpid()
+        if name not in self._built:
+            self._built[name] = build()
+        return self._built[name]
+
+    @property
     def pipeline(self) -> Pipeline:
         """Pool, parser index, registry and templates of this process."""
+        return self._get("pipeline", self._pipeline)
+
+    def _pipeline(self) -> Pipeline:
         registry = default_registry()
         return Pipeline(
             pool=db.create_pool(self.settings.database_url or "",
@@ -56,16 +70,18 @@ class Runtime:
             senders=senders(self.settings),
         )
 
-    @cached_property
+    @property
     def redis(self) -> redis.Redis:
         """A Redis client for counters, apart from the broker's connections."""
-        return redis.Redis.from_url(self.settings.redis_url or "", socket_timeout=2)
+        return self._get("redis", lambda: redis.Redis.from_url(self.settings.redis_url or "",
+                                                                socket_timeout=2))
 
-    @cached_property
+    @property
     def transport(self) -> Transport:
         """The outbound transport of this process."""
         # With the Redis URL, an SMPP link's rate limit is shared by every process on it.
-        return from_url(self.settings.transport_url, redis_url=self.settings.redis_url)
+        return self._get("transport", lambda: from_url(self.settings.transport_url,
+                                                        redis_url=self.settings.redis_url))
 
 
 def create_app(settings: Settings) -> Celery:

@@ -67,6 +67,8 @@ def create_pool(conninfo: str, *, statement_timeout_ms: int, max_size: int = 4,
         max_size=max_size,
         name=name,
         timeout=wait_s,
+        # A connection that died with its server (a restart) is replaced, not handed out.
+        check=ConnectionPool.check_connection,
         kwargs={"options": f"-c statement_timeout={statement_timeout_ms}", "connect_timeout": 5},
         open=False,
     )

@@ -78,6 +78,14 @@ def _reply(conn: psycopg.Connection, p: Pipeline, row: messages.Inbound,
 def dispatch(p: Pipeline, ids: list[int]) -> Dispatched:
     """Parse each message: answer those that name no service, route the rest to their service."""
     out = Dispatched()
+    try:
+        _dispatch(p, ids, out)
+    except psycopg.OperationalError as error:
+        raise StoreUnavailable(type(error).__name__) from error
+    return out
+
+
+def _dispatch(p: Pipeline, ids: list[int], out: Dispatched) -> None:
     with p.pool.connection() as conn, conn.transaction():
         routes: dict[int, str] = {}
         for row in messages.unfinished_inbound(conn, ids):
@@ -91,7 +99,6 @@ def dispatch(p: Pipeline, ids: list[int]) -> Dispatched:
                 deadline = (row.received_at + p.sla).timestamp()
                 out.deadlines[service] = min(out.deadlines.get(service, deadline), deadline)
         messages.mark_dispatched(conn, routes)
-    return out
 
 
 def answer(p: Pipeline, service: str, ids: list[int]) -> list[int]:
@@ -131,15 +138,18 @@ def answer(p: Pipeline, service: str, ids: list[int]) -> list[int]:
 
 def answer_unavailable(p: Pipeline, service: str, ids: list[int], reason: str) -> list[int]:
     """Tell each citizen the service is down, and keep the message as a dead letter for replay."""
+    return bury(p, ids, task="answer", reason=f"{service} unavailable: {reason}")
+
+
+def bury(p: Pipeline, ids: list[int], *, task: str, reason: str) -> list[int]:
+    """Give up on unanswered messages: a generic reply to each citizen, and a dead letter."""
     queued: list[int] = []
     with p.pool.connection() as conn, conn.transaction():
         for row in messages.unfinished_inbound(conn, ids):
             queued += _reply(conn, p, row, UNAVAILABLE)
-            messages.add_dead_letter(conn, task="answer", inbound_id=row.id,
-                                     reason=f"{service} unavailable: {reason}")
+            messages.add_dead_letter(conn, task=task, inbound_id=row.id, reason=reason)
+            log.warning("gave up: %s", reason, extra=correlation(row.id))
     return queued
-
-
 
 
 @dataclass(slots=True)

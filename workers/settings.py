@@ -86,6 +86,8 @@ class Settings(BaseSettings):
         default_factory=lambda: {"8188": Tariff(amount=1500, currency="VND", utc_offset_hours=7)},
         description="Charge per MO by short code (JSON)")
     reconcile_every_s: float = Field(10.0, description="How often beat runs the reconciler")
+    reconcile_after_s: float = Field(40.0, description="Age at which the reconciler takes an "
+                                                       "unanswered message or unsent SMS")
     rotate_every_s: float = Field(600.0, description="How often beat looks for 8188 passwords "
                                                      "to rotate")
     flower_user: str = Field("operator", description="Flower's user name")

@@ -13,6 +13,7 @@ from celery import Celery, Task
 
 from services.errors import StoreUnavailable
 from workers import messages, pipeline
+from workers.queues import INBOUND, OUTBOUND
 from workers.status import count_retry
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ STORE_RETRIES = 5
 SEND_RETRIES = 10
 # No countdown may outlast the visibility timeout, or Redis would redeliver it early.
 MAX_COUNTDOWN_S = 16.0
-RECONCILE_AFTER_S = 40.0
+# A task attempt started this often has killed its worker each time: it is poison.
+MAX_STARTS = 3
 RECONCILE_BATCH = 500
 
 
@@ -50,9 +52,45 @@ def send_countdown(retries: int, wait_s: float, deadline: dt.datetime | None,
 
 
 class GovsmsTask(Task):
-    """Base task: an unexpected failure leaves a dead letter instead of vanishing."""
+    """Base task: a failure leaves a dead letter; a message that kills its worker is buried.
+
+    Redis hands a message back whenever the process running it dies, so a message
+    that kills its process would come back for ever. Each start of a task attempt is
+    counted in Redis; past MAX_STARTS the citizen gets the generic reply, and the
+    message a dead letter, instead of another run.
+    """
 
     abstract = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._started_too_often():
+            self._bury(list(args[-1]) if args else [],
+                       f"poison: its worker died {MAX_STARTS} times on it")
+            return None
+        return super().__call__(*args, **kwargs)
+
+    def _started_too_often(self) -> bool:
+        request = self.request
+        if not request.id:  # called directly, not by a worker
+            return False
+        key = f"govsms:starts:{request.id}:{request.retries}"
+        try:
+            pipe = self.app.govsms.redis.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, 3600)
+            starts, _ = pipe.execute()
+        except Exception:  # noqa: BLE001 - a counter we cannot keep must not stop the work
+            return False
+        return starts > MAX_STARTS
+
+    def _bury(self, ids: list[int], reason: str) -> None:
+        p = self.app.govsms.pipeline
+        if self.name == DELIVER:
+            pipeline.give_up(p.pool, ids, reason)
+            return
+        outbound = pipeline.bury(p, ids, task=self.name, reason=reason)
+        if outbound:
+            publish(self.app, DELIVER, [outbound], queue=OUTBOUND)
 
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict,
                    einfo: Any) -> None:
@@ -72,12 +110,30 @@ class GovsmsTask(Task):
             log.exception("could not record dead letters for %s %s", self.name, ids)
 
 
+# Publishing from a task gives up quickly: what is recorded but not enqueued is the
+# reconciler's, and a task stuck on a stalled broker would only hit its time limit.
+PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0.5, "interval_step": 0.5}
+
+
+def publish(app: Celery, task: str, args: list, *, queue: str, countdown: float | None = None,
+            ) -> bool:
+    """Enqueue a task for work already recorded in PostgreSQL; False if the broker failed."""
+    try:
+        app.send_task(task, args=args, queue=queue, countdown=countdown, retry=True,
+                      retry_policy=PUBLISH_RETRY)
+        return True
+    except Exception as error:  # noqa: BLE001 - kombu and redis raise unrelated types
+        log.warning("%s for %s recorded but not enqueued (%s): the reconciler takes it",
+                    task, args[-1], type(error).__name__)
+        return False
+
+
 def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue: str) -> None:
     """Register the pipeline's tasks on `app`."""
 
     def send_outbound(ids: list[int]) -> None:
         if ids:
-            app.send_task(DELIVER, args=[ids], queue=outbound_queue)
+            publish(app, DELIVER, [ids], queue=outbound_queue)
 
     @app.task(name=DISPATCH, base=GovsmsTask, bind=True, max_retries=STORE_RETRIES)
     def dispatch(self: Task, ids: list[int]) -> None:
@@ -87,8 +143,8 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         except StoreUnavailable as error:
             raise self.retry(countdown=backoff(self.request.retries), exc=error) from None
         for service, service_ids in routed.services.items():
-            app.send_task(ANSWER, args=[service, routed.deadlines[service], service_ids],
-                          queue=service_queue(service))
+            publish(app, ANSWER, [service, routed.deadlines[service], service_ids],
+                    queue=service_queue(service))
         send_outbound(routed.outbound)
 
     @app.task(name=ANSWER, base=GovsmsTask, bind=True, max_retries=None)
@@ -116,7 +172,7 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         done = pipeline.deliver(runtime.pipeline.pool, runtime.transport, runtime.pipeline.sealer,
                                 ids, stale_s)
         if done.busy:  # another sender holds them: look again once its claim may have lapsed
-            app.send_task(DELIVER, args=[done.busy], queue=outbound_queue, countdown=stale_s)
+            publish(app, DELIVER, [done.busy], queue=outbound_queue, countdown=stale_s)
         if not done.retry:
             return
         if self.request.retries >= SEND_RETRIES:
@@ -139,11 +195,12 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         """Re-enqueue what has sat unanswered or unsent too long: a lost queue loses nothing."""
         p = self.app.govsms.pipeline
         with p.pool.connection() as conn:
-            inbound, outbound = messages.stale(conn, older_than_s=RECONCILE_AFTER_S,
-                                               limit=RECONCILE_BATCH)
+            inbound, outbound = messages.stale(
+                conn, older_than_s=self.app.govsms.settings.reconcile_after_s,
+                limit=RECONCILE_BATCH)
         if inbound:
             log.warning("reconciler re-enqueues %d inbound messages", len(inbound))
-            app.send_task(DISPATCH, args=[inbound])
+            publish(app, DISPATCH, [inbound], queue=INBOUND)
         if outbound:
             log.warning("reconciler re-enqueues %d outbound SMS", len(outbound))
             send_outbound(outbound)

@@ -1,0 +1,91 @@
+"""Fault-suite fixtures: servers the test may kill, stall or flush, and a gateway on them."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SECRET
+from tests.e2e import Gateway, gateway_settings
+from workers import embedded
+from workers.run import processes
+from workers.supervisor import Child, Supervisor
+
+
+@dataclass
+class Server:
+    """A private server process: kill it, stall it, start it again on the same port and data."""
+
+    spec: embedded.ServerSpec
+    log: Path
+    process: subprocess.Popen | None = None
+
+    def start(self) -> Server:
+        self.process = subprocess.Popen(self.spec.argv, stdout=self.log.open("ab"),
+                                        stderr=subprocess.STDOUT, cwd="/", user=self.spec.user,
+                                        group=self.spec.group,
+                                        extra_groups=None if self.spec.user is None else [])
+        embedded.wait_ready(self.spec, lambda: self.process.poll() is None)
+        return self
+
+    def kill(self) -> None:
+        """kill -9."""
+        self.process.kill()
+        self.process.wait()
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            self.process.wait(30)
+
+
+@pytest.fixture
+def redis_server_own(own_servers: Path, tmp_path: Path) -> Iterator[Server]:
+    """A Redis with AOF on, of this test alone."""
+    folder = tmp_path / "redis"
+    server = Server(embedded.redis_spec(folder), tmp_path / "redis.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gateway_on(database_url: str, tmp_path: Path, conn) -> Iterator[Callable[..., Gateway]]:
+    """Start a gateway on a given Redis URL, with settings overridden; stopped after the test."""
+    started: list[Gateway] = []
+
+    supervisors: list[Supervisor] = []
+    stop = threading.Event()
+
+    def start(redis_url: str, *, beat: bool = False, **env: str) -> Gateway:
+        settings = gateway_settings(database_url, redis_url, tmp_path, SECRET)
+        gw = Gateway(settings, tmp_path, env_extra=env).start()
+        if beat:
+            # Beat exits when Redis fails under it; `govsms run` and systemd restart it.
+            sup = Supervisor()
+            sup.start(Child("beat", processes(settings)["beat"], tmp_path / "beat.log", gw.env))
+            supervisors.append(sup)
+            threading.Thread(target=_watch, args=(sup, stop), daemon=True).start()
+        started.append(gw)
+        return gw
+
+    yield start
+    stop.set()
+    for sup in supervisors:
+        sup.stop()
+    for gw in started:
+        gw.stop()
+
+
+def _watch(sup: Supervisor, stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        sup.check()

@@ -1,0 +1,89 @@
+"""Faults of the broker: Redis stalled, killed, emptied; a countdown longer than its visibility."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+import redis
+
+from tests.e2e import wait_for
+from tests.faults.load import Posted, all_answered, ids, outcome, post, retry_refused
+
+pytestmark = [pytest.mark.e2e, pytest.mark.fault]
+
+
+def test_redis_stalled_20_s_ingest_refuses_and_nothing_is_lost_or_doubled(
+        redis_server_own, gateway_on, conn):
+    gw = gateway_on(redis_server_own.spec.url, beat=True, GOVSMS_RECONCILE_EVERY_S="2",
+                    GOVSMS_RECONCILE_AFTER_S="5")
+    messages = ids("stall", 20)
+    posted = Posted()
+    post(gw, messages[:5], posted)
+    redis_server_own.signal(signal.SIGSTOP)
+    try:
+        during = threading.Thread(target=post, args=(gw, messages[5:], posted))
+        during.start()
+        time.sleep(20)
+    finally:
+        redis_server_own.signal(signal.SIGCONT)
+    during.join()
+    refused_during_stall = len(posted.refused)
+    retry_refused(gw, posted, messages)
+    wait_for(lambda: all_answered(gw, conn, len(messages)), 90, "every message answered")
+    result = outcome(gw, conn)
+    result.show("redis stalled 20 s", refused_during_stall=refused_during_stall)
+    # Nothing answered 2xx was lost; everything was answered exactly once.
+    recorded = {r[0] for r in conn.execute("SELECT external_id FROM inbound")}
+    assert set(posted.accepted) <= recorded and set(messages) == recorded
+    assert refused_during_stall > 0
+    assert (result.inbound, result.answered, result.sms_sent, result.duplicates_sent) == (
+        20, 20, 20, 0)
+
+
+def test_redis_killed_and_restarted_loses_nothing_and_workers_resume(
+        redis_server_own, gateway_on, conn):
+    gw = gateway_on(redis_server_own.spec.url, beat=True, GOVSMS_RECONCILE_EVERY_S="2",
+                    GOVSMS_RECONCILE_AFTER_S="5")
+    messages = ids("kill", 150)
+    posted = Posted()
+    load = threading.Thread(target=post, args=(gw, messages, posted), kwargs={"rate": 50})
+    load.start()
+    time.sleep(1.0)
+    redis_server_own.kill()
+    time.sleep(2.0)
+    before = outcome(gw, conn).sms_sent
+    redis_server_own.start()
+    restarted = time.monotonic()
+    wait_for(lambda: outcome(gw, conn).sms_sent > before, 30, "the workers to resume")
+    resumed_s = time.monotonic() - restarted
+    load.join()
+    retry_refused(gw, posted, messages)
+    wait_for(lambda: all_answered(gw, conn, len(messages)), 90, "every message answered")
+    result = outcome(gw, conn)
+    result.show("redis killed -9 and restarted", resumed_after_s=round(resumed_s, 1))
+    assert (result.inbound, result.answered, result.sms_sent, result.duplicates_sent) == (
+        150, 150, 150, 0)
+    assert resumed_s < 30
+
+
+def test_redis_emptied_mid_load_the_reconciler_answers_everything(
+        redis_server_own, gateway_on, conn):
+    gw = gateway_on(redis_server_own.spec.url, beat=True, GOVSMS_RECONCILE_EVERY_S="2",
+                    GOVSMS_RECONCILE_AFTER_S="5")
+    messages = ids("flush", 120)
+    posted = Posted()
+    load = threading.Thread(target=post, args=(gw, messages, posted), kwargs={"rate": 60})
+    load.start()
+    time.sleep(1.0)
+    redis.Redis.from_url(redis_server_own.spec.url).flushall()
+    load.join()
+    retry_refused(gw, posted, messages)
+    wait_for(lambda: all_answered(gw, conn, len(messages)), 90, "every message answered")
+    result = outcome(gw, conn)
+    reconciled = sum(gw.log(name).count("reconciler re-enqueues") for name in gw.processes)
+    result.show("redis emptied mid-load", reconciler_runs_that_found_work=reconciled)
+    assert (result.inbound, result.answered, result.sms_sent, result.duplicates_sent) == (
+        120, 120, 120, 0)
