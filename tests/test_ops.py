@@ -115,7 +115,7 @@ def test_status_prints_queues_workers_sla_and_dead_letters(gw, monkeypatch):
     hello(gw, 2)
     out = cli(gw, "status", monkeypatch=monkeypatch)
     assert "inbound" in out and "outbound" in out and "svc.housing_queue" in out
-    assert "workers alive: 7" in out  # inbound, four service workers, outbound, bulk
+    assert "workers alive: 8" in out  # inbound, four service workers, outbound, bulk, replay
     assert "SLA, last hour: 100.00% of 2 sent within their deadline" in out
     assert "dead letters not replayed: 0" in out
 

@@ -22,7 +22,7 @@ from replies.templates import Templates
 from replies.transports import Transport, from_url
 from services import account_registration
 from services.registry import default_registry
-from workers import db, logs, tasks
+from workers import db, logs, replay, tasks
 from workers.pipeline import Pipeline
 from workers.queues import BULK, INBOUND, OUTBOUND, service_queue
 from workers.settings import Settings, load_settings
@@ -114,7 +114,7 @@ def create_app(settings: Settings) -> Celery:
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
                                    "interval_step": 0.2, "interval_max": 0.5},
         task_default_queue=INBOUND,
-        task_queues=[_queue(INBOUND), _queue(OUTBOUND), _queue(BULK),
+        task_queues=[_queue(INBOUND), _queue(OUTBOUND), _queue(BULK), _queue(replay.QUEUE),
                      *(_queue(service_queue(s)) for s in services)],
         task_routes={tasks.DISPATCH: {"queue": INBOUND}, tasks.DELIVER: {"queue": OUTBOUND},
                      tasks.RECONCILE: {"queue": INBOUND},
@@ -136,6 +136,7 @@ def create_app(settings: Settings) -> Celery:
     )
     app.govsms = Runtime(settings)  # type: ignore[attr-defined]
     tasks.register(app, service_queue=service_queue, outbound_queue=OUTBOUND)
+    replay.register(app)
     return app
 
 
@@ -146,7 +147,8 @@ def _queue(name: str) -> Queue:
 
 def all_queues(settings: Settings) -> list[str]:
     """Every queue name, for a worker that serves them all."""
-    return [INBOUND, *(service_queue(s) for s in _services(settings)), OUTBOUND, BULK]
+    return [INBOUND, *(service_queue(s) for s in _services(settings)), OUTBOUND, BULK,
+            replay.QUEUE]
 
 
 def _schedule(settings: Settings, services: list[str]) -> dict[str, dict]:

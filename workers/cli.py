@@ -12,6 +12,7 @@ import click
 import httpx
 
 from workers import logs
+from workers.replay_cli import export, replay
 from workers.settings import Settings, load_settings
 
 SEALED_NOTE = "(sent: the reply carries a password or code, shown on the citizen's phone only)"
@@ -380,6 +381,10 @@ def parse(shortcode: str | None, jsonl: bool, text: str | None) -> None:
             result = {"service": None, "error": "bad_input", "line": number,
                       "detail": type(error).__name__}
         click.echo(json.dumps(result, ensure_ascii=False))
+
+
+main.add_command(export)
+main.add_command(replay)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from workers import db, embedded, extracts
+from workers import db, embedded, extracts, replay
 from workers import demo as demo_data
 from workers.celery_app import BULK, INBOUND, OUTBOUND, all_queues
 from workers.settings import RUNTIME_FILE, Settings
@@ -98,6 +98,8 @@ def processes(settings: Settings) -> dict[str, list[str]]:
             found[f"worker-{queue}"] = worker(queue, queue, *threads)
     found["worker-outbound"] = worker("outbound", OUTBOUND, *prefork)
     found["worker-bulk"] = worker("bulk", BULK, "--concurrency", "1")
+    found["worker-replay"] = worker("replay", replay.QUEUE, "--pool", "threads",
+                                    "--concurrency", "2")
     if settings.smpp_receiver:
         found["smpp-ingest"] = _python("-m", "workers.cli", "smpp-ingest")
     found["beat"] = [*celery, "beat", "--loglevel", settings.log_level]

@@ -135,7 +135,7 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         if ids:
             publish(app, DELIVER, [ids], queue=outbound_queue)
 
-    @app.task(name=DISPATCH, base=GovsmsTask, bind=True, max_retries=STORE_RETRIES)
+    @app.task(name=DISPATCH, shared=False, base=GovsmsTask, bind=True, max_retries=STORE_RETRIES)
     def dispatch(self: Task, ids: list[int]) -> None:
         """Parse and route inbound messages."""
         try:
@@ -147,7 +147,7 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
                     queue=service_queue(service))
         send_outbound(routed.outbound)
 
-    @app.task(name=ANSWER, base=GovsmsTask, bind=True, max_retries=None)
+    @app.task(name=ANSWER, shared=False, base=GovsmsTask, bind=True, max_retries=None)
     def answer(self: Task, service: str, deadline: float, ids: list[int]) -> None:
         """Run one service for inbound messages and queue the replies; retry a store inside the SLA."""
         p = self.app.govsms.pipeline
@@ -162,7 +162,7 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
             queued = pipeline.answer_unavailable(p, service, ids, str(error))
         send_outbound(queued)
 
-    @app.task(name=DELIVER, base=GovsmsTask, bind=True, max_retries=SEND_RETRIES)
+    @app.task(name=DELIVER, shared=False, base=GovsmsTask, bind=True, max_retries=SEND_RETRIES)
     def deliver(self: Task, ids: list[int]) -> None:
         """Send queued SMS parts through the transport, each once."""
         runtime = self.app.govsms
@@ -184,13 +184,13 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
                                    dt.datetime.now(dt.UTC))
         raise self.retry(args=[done.retry], countdown=countdown)
 
-    @app.task(name=ROTATE, bind=True)
+    @app.task(name=ROTATE, shared=False, bind=True)
     def rotate_passwords(self: Task) -> None:
         """Reissue 8188 passwords left unchanged for 3 days, and send the reminders."""
         send_outbound(pipeline.rotate_passwords(self.app.govsms.pipeline,
                                                 dt.datetime.now(dt.UTC)))
 
-    @app.task(name=RECONCILE, bind=True, ignore_result=True)
+    @app.task(name=RECONCILE, shared=False, bind=True, ignore_result=True)
     def reconcile(self: Task) -> None:
         """Re-enqueue what has sat unanswered or unsent too long: a lost queue loses nothing."""
         p = self.app.govsms.pipeline
