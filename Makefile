@@ -5,13 +5,18 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench install servers peers clean
+.PHONY: run test faults bench install servers peers clean
 
 run: install servers
 	$(VENV)/bin/govsms run --demo
 
+# Every test but the fault scenarios that take minutes (those run in `make faults`).
 test: install servers peers
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow"
+
+# The whole fault suite, each scenario printing its figures; OTP and secrets scans with it.
+faults: install servers peers
+	$(PY) -m pytest -s tests/faults tests/test_client_api.py tests/test_e2e_accounts.py
 
 bench: install
 	$(VENV)/bin/govsms bench

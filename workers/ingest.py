@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import ConnectionPool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from replies.masking import mask_digits
@@ -57,6 +57,19 @@ class InboundSms(BaseModel):
     text: str = Field("", max_length=MAX_TEXT)
     id: str | None = Field(None, max_length=128, description="The bridge's message id")
     smsc: str | None = Field(None, max_length=64, description="The link it came through")
+
+    @field_validator("sender", "to", "id", "smsc")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(c) < 0x20 or c == "\x7f" for c in value):
+            raise ValueError("control characters are not allowed here")
+        return value
+
+    @field_validator("text")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        # PostgreSQL text cannot hold NUL; the message is kept, the NUL marked as unknown.
+        return value.replace("\x00", "\ufffd")
 
 
 @dataclass(frozen=True, slots=True)
