@@ -45,7 +45,9 @@ class Server:
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
+            # PostgreSQL's fast shutdown does not wait for its clients to leave.
+            self.process.send_signal(signal.SIGINT if self.spec.name == "postgres"
+                                     else signal.SIGTERM)
             self.process.wait(30)
 
 
@@ -66,8 +68,12 @@ def gateway_on(database_url: str, tmp_path: Path, conn) -> Iterator[Callable[...
     supervisors: list[Supervisor] = []
     stop = threading.Event()
 
-    def start(redis_url: str, *, beat: bool = False, **env: str) -> Gateway:
-        settings = gateway_settings(database_url, redis_url, tmp_path, SECRET)
+    def start(redis_url: str, *, beat: bool = False, database: str | None = None,
+              transport: str | None = None, **env: str) -> Gateway:
+        settings = gateway_settings(database or database_url, redis_url, tmp_path, SECRET)
+        updates = {k.removeprefix("GOVSMS_").lower(): v for k, v in env.items()}
+        settings = settings.model_copy(update={**updates, **({"transport": transport}
+                                                             if transport else {})})
         gw = Gateway(settings, tmp_path, env_extra=env).start()
         if beat:
             # Beat exits when Redis fails under it; `govsms run` and systemd restart it.
