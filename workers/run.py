@@ -97,7 +97,7 @@ def processes(settings: Settings) -> dict[str, list[str]]:
         if queue.startswith("svc."):
             found[f"worker-{queue}"] = worker(queue, queue, *threads)
     found["worker-outbound"] = worker("outbound", OUTBOUND, *prefork)
-    found["worker-bulk"] = worker("bulk", BULK, "--concurrency", "1")
+    found["worker-bulk"] = worker("bulk", BULK, *prefork)
     found["worker-replay"] = worker("replay", replay.QUEUE, "--pool", "threads",
                                     "--concurrency", "2")
     if settings.smpp_receiver:
