@@ -26,9 +26,10 @@ from click.testing import CliRunner
 from tests.conftest import SECRET, claimed_redis_db
 from tests.e2e import Gateway, gateway_settings, wait_for
 from tests.test_pipeline import make_pipeline
-from tests.test_services import every_row_in_every_keyword, expected_text, load_personas
+from tests.test_services import expected_text, load_personas
 from workers import demo, messages, pipeline
 from workers import replay as rp
+from workers.demo import every_row_in_every_keyword
 from workers.replay_cli import export, replay
 from workers.run import processes
 

@@ -13,7 +13,6 @@ import json
 import psycopg
 import pytest
 
-from services.registry import default_registry
 from tests.test_pipeline import make_pipeline
 from workers import demo, extracts, messages, pipeline
 
@@ -69,46 +68,6 @@ def expected_text(text: str, outcome: str) -> str:
         return ("Ochered' na zhil'e: IIN 7503***3040, nomer v ocheredi 56, "
                 "data postanovki 01.09.2015.")
     raise AssertionError(f"no expectation for {outcome}")
-
-
-# Every row of seed tables 1-3 as (sender, argument, outcome), sent after each keyword.
-ROWS = {
-    "tech_inspection": [
-        (demo.AIGERIM, "123 ABC 01", "tech_inspection.valid"),
-        (demo.AIGERIM, "777AAA02", "tech_inspection.expired"),
-        (demo.NURLAN, "123ABC01", "tech_inspection.not_in_mbg"),
-        (demo.DANIYAR, "123ABC01", "tech_inspection.status_invalid"),
-        (demo.AIGERIM, "999ZZZ99", "tech_inspection.no_data"),
-        (demo.AIGERIM, "", "tech_inspection.no_data"),
-        (demo.AIGERIM, "12AB", "tech_inspection.no_data"),
-    ],
-    "kindergarten_queue": [
-        (demo.AIGERIM, demo.CHILD_IN_QUEUE, "kindergarten_queue.found"),
-        (demo.NURLAN, demo.CHILD_IN_QUEUE, "kindergarten_queue.not_in_mbg"),
-        (demo.DANIYAR, demo.CHILD_IN_QUEUE, "kindergarten_queue.status_invalid"),
-        (demo.AIGERIM, "", "kindergarten_queue.child_iin_missing"),
-        (demo.AIGERIM, demo.CHILD_INVALID, "kindergarten_queue.child_iin_invalid"),
-        (demo.AIGERIM, demo.CHILD_IN_QUEUE[:11] + "0", "kindergarten_queue.child_iin_invalid"),
-        (demo.AIGERIM, demo.CHILD_NOT_IN_QUEUE, "kindergarten_queue.no_data"),
-    ],
-    "housing_queue": [
-        (demo.AIGERIM, "", "housing_queue.found"),
-        (demo.AIGERIM, demo.OTHER_IN_HOUSING, "housing_queue.found"),
-        (demo.NURLAN, "", "housing_queue.not_in_mbg"),
-        (demo.DANIYAR, demo.OTHER_IN_HOUSING, "housing_queue.status_invalid"),
-        (demo.AIGERIM, demo.CHILD_NOT_IN_QUEUE, "housing_queue.no_data"),
-        (demo.AIGERIM, "12345", "housing_queue.no_data"),
-    ],
-}
-
-
-def every_row_in_every_keyword() -> list[tuple[demo.Persona, str, str]]:
-    """Each row of ROWS after each keyword of its service, in every language."""
-    registry = default_registry()
-    return [(persona, f"{keyword} {argument}".strip(), outcome)
-            for service, rows in ROWS.items()
-            for keyword in registry[service].syntax.keywords
-            for persona, argument, outcome in rows]
 
 
 def load_personas(conn: psycopg.Connection) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from parsers.iin import check_digit
+from services.registry import default_registry
 
 GIVEN = ("Aigerim", "Aidos", "Almas", "Asel", "Aruzhan", "Bauyrzhan", "Dana", "Daniyar", "Dias",
          "Gulnara", "Ilyas", "Kairat", "Madina", "Marat", "Nurlan", "Saule", "Timur", "Zhanna")
@@ -173,3 +174,43 @@ def _plate(rng: random.Random) -> str:
     if rng.random() < 0.8:
         return f"{rng.randrange(1000):03d}{letters}{rng.randrange(1, 21):02d}"
     return f"{rng.choice(PLATE_LETTERS)}{rng.randrange(1000):03d}{letters}"
+
+
+# Every row of seed tables 1-3 as (sender, argument, outcome), sent after each keyword.
+ROWS = {
+    "tech_inspection": [
+        (AIGERIM, "123 ABC 01", "tech_inspection.valid"),
+        (AIGERIM, "777AAA02", "tech_inspection.expired"),
+        (NURLAN, "123ABC01", "tech_inspection.not_in_mbg"),
+        (DANIYAR, "123ABC01", "tech_inspection.status_invalid"),
+        (AIGERIM, "999ZZZ99", "tech_inspection.no_data"),
+        (AIGERIM, "", "tech_inspection.no_data"),
+        (AIGERIM, "12AB", "tech_inspection.no_data"),
+    ],
+    "kindergarten_queue": [
+        (AIGERIM, CHILD_IN_QUEUE, "kindergarten_queue.found"),
+        (NURLAN, CHILD_IN_QUEUE, "kindergarten_queue.not_in_mbg"),
+        (DANIYAR, CHILD_IN_QUEUE, "kindergarten_queue.status_invalid"),
+        (AIGERIM, "", "kindergarten_queue.child_iin_missing"),
+        (AIGERIM, CHILD_INVALID, "kindergarten_queue.child_iin_invalid"),
+        (AIGERIM, CHILD_IN_QUEUE[:11] + "0", "kindergarten_queue.child_iin_invalid"),
+        (AIGERIM, CHILD_NOT_IN_QUEUE, "kindergarten_queue.no_data"),
+    ],
+    "housing_queue": [
+        (AIGERIM, "", "housing_queue.found"),
+        (AIGERIM, OTHER_IN_HOUSING, "housing_queue.found"),
+        (NURLAN, "", "housing_queue.not_in_mbg"),
+        (DANIYAR, OTHER_IN_HOUSING, "housing_queue.status_invalid"),
+        (AIGERIM, CHILD_NOT_IN_QUEUE, "housing_queue.no_data"),
+        (AIGERIM, "12345", "housing_queue.no_data"),
+    ],
+}
+
+
+def every_row_in_every_keyword() -> list[tuple[Persona, str, str]]:
+    """Each row of ROWS after each keyword of its service, in every language."""
+    registry = default_registry()
+    return [(persona, f"{keyword} {argument}".strip(), outcome)
+            for service, rows in ROWS.items()
+            for keyword in registry[service].syntax.keywords
+            for persona, argument, outcome in rows]

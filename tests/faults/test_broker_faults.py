@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_redis_stalled_20_s_ingest_refuses_and_nothing_is_lost_or_doubled(
         redis_server_own, gateway_on, conn):
     gw = gateway_on(redis_server_own.spec.url, beat=True, GOVSMS_RECONCILE_EVERY_S="2",

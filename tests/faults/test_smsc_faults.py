@@ -63,6 +63,7 @@ def _pool_children(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_every_worker_killed_once_a_minute_under_load(redis_server_own, gateway_on, conn):
     total = int(os.environ.get("GOVSMS_FAULT_MESSAGES", "10000"))
     rate = float(os.environ.get("GOVSMS_FAULT_RATE", "50"))

@@ -100,6 +100,7 @@ def restart_worker(gw: Gateway, name: str, n: int) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_outbound_killed_between_submit_and_record_loses_nothing_flags_duplicates(
         redis_server_own, gateway_on, smsbox_factory, conn):
     box = smsbox_factory(delay_s=1.5)
@@ -147,6 +148,7 @@ def test_retries_longer_than_the_visibility_timeout_send_once(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_a_poison_message_is_buried_after_three_worker_deaths(
         redis_server_own, gateway_on, conn, database_url):
     load_personas(conn)
@@ -186,6 +188,7 @@ def own_postgres(own_servers: Path) -> Iterator[Server]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_postgresql_stopped_30_s_nothing_acknowledged_without_a_reply(
         redis_server_own, gateway_on, own_postgres):
     url = own_postgres.spec.url
