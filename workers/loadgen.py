@@ -1,0 +1,301 @@
+"""The load generator of `govsms bench`: realistic SMS posted to the ingest, from its own process.
+
+`python -m workers.loadgen SPEC.json` reads one phase's spec (written by
+workers/bench.py), posts messages to `POST /v1/messages/inbound` as the SMSC
+bridge would (header X-Bridge-Token, a unique id each, the phase's tag as the
+`smsc` link so the bench can find its rows) through a pool of keep-alive
+connections, and writes what it saw to the spec's `out` file:
+
+- `open`: arrivals at `rate` a second (Poisson, as independent citizens send),
+  whether or not the gateway keeps up; a request waits for a free connection
+  when all are busy, and that wait is recorded (`lag_s`).
+- `window`: closed loop end to end: at most `window` messages posted and not yet
+  answered (the reply seen in the file transport's outbox); a new one goes out as
+  soon as a reply comes in. The gateway runs flat out with a bounded backlog.
+
+The traffic (`Traffic`) mixes the demo personas sending every row of seed tables
+1-3 after every keyword of its service (`workers.demo.every_row_in_every_keyword`:
+Latin, Cyrillic, Kazakh), synthetic citizens
+of the demo dataset, 10% malformed texts and a little 8188 registration traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.registry import default_registry
+from workers import demo
+
+TOKEN_HEADER = "X-Bridge-Token"
+PATH = "/v1/messages/inbound"
+
+# Texts no service can answer as sent: no keyword at all, or a keyword with a bad argument.
+MALFORMED = ("Hello", "Spasibo", "Спасибо", "Привет", "Салем", "?", "", "45", "4a", "help",
+             "9 123ABC01", "Ochered na kvartiru", "Очередь", "Где пройти техосмотр?",
+             "Где мой детсад?", "Techosmotr 12AB", "Техосмотр абв", "Техосмотр", "5 123",
+             "4 12345678901", "Ocheredd v detsad 050101500013", "8123ABC01", "Stop", "🙂")
+# A share of each kind of traffic, summing to 1.
+MIX = {"persona": 0.45, "citizen": 0.42, "malformed": 0.10, "registration_repeat": 0.015,
+       "registration_malformed": 0.01, "registration_new": 0.005}
+_CYRILLIC_LOOKALIKES = str.maketrans("ABCEHKMOPTXY", "АВСЕНКМОРТХУ")
+_VN_NAMES = ("Nguyen Van An", "Nguyễn Văn An", "Tran Thi Bich Ngoc", "Trần Thị Bích Ngọc",
+             "Le Duc Tho", "Lê Đức Thọ", "Pham Hoang Phuc", "Phạm Hoàng Phúc")
+# 8188 senders with an account already (the bench creates them) who ask again: refused.
+REGISTERED_PHONES = tuple(f"09{n:08d}" for n in range(40))
+
+
+@dataclass
+class Traffic:
+    """Realistic (sender, short code, text, kind) tuples, the same for the same seed."""
+
+    seed: int = 1414
+    persons: int = 20_000
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.personas = demo.every_row_in_every_keyword()
+        data = demo.dataset(persons=self.persons)
+        self.phones = [row["phone"] for row in data["mbg"]]
+        self.iins = {row["phone"]: row["iin"] for row in data["mbg"]}
+        self.plates = [row["plate"] for row in data["vehicle_inspections"]]
+        self.children = [row["child_iin"] for row in data["kindergarten_queue"]]
+        self.keywords = {s.name: s.syntax.keywords for s in default_registry() if s.syntax.keywords}
+        self.kinds = list(MIX)
+        self.weights = list(MIX.values())
+        self.registered = list(REGISTERED_PHONES)
+
+    def next(self) -> tuple[str, str, str, str]:
+        """One message: (sender as the operator writes it, short code, text, kind)."""
+        rng = self.rng
+        kind = rng.choices(self.kinds, self.weights)[0]
+        if kind == "persona":
+            persona, text, _ = rng.choice(self.personas)
+            return persona.phone, "1414", text, kind
+        if kind == "citizen":
+            return (*self._citizen(), kind)
+        if kind == "malformed":
+            return rng.choice(self.personas)[0].phone, "1414", rng.choice(MALFORMED), kind
+        if kind == "registration_malformed":
+            text = rng.choice(("Dang ky", "TK,Nguyen Van An,12345,01.01.1990",
+                               "TK,Nguyen Van An,123456789,31.02.1990", "TK Nguyen Van An"))
+            return rng.choice(self.registered), "8188", text, kind
+        phone = rng.choice(self.registered) if kind == "registration_repeat" else \
+            f"09{rng.randrange(10**8):08d}"
+        return phone, "8188", self._registration(), kind
+
+    def _citizen(self) -> tuple[str, str, str]:
+        rng = self.rng
+        phone = rng.choice(self.phones)
+        sender = phone if rng.random() < 0.7 else "8" + phone[2:]  # +7701... or 8701...
+        service = rng.choices(("tech_inspection", "kindergarten_queue", "housing_queue"),
+                              (0.5, 0.3, 0.2))[0]
+        keyword = rng.choice(self.keywords[service])
+        if service == "tech_inspection":
+            plate = rng.choice(self.plates)
+            if rng.random() < 0.4:
+                plate = f"{plate[:3]} {plate[3:6]} {plate[6:]}" if plate[0].isdigit() else plate
+            if rng.random() < 0.3:
+                plate = plate.translate(_CYRILLIC_LOOKALIKES)
+            argument = plate.lower() if rng.random() < 0.1 else plate
+        elif service == "kindergarten_queue":
+            argument = rng.choice(self.children)
+        else:
+            argument = "" if rng.random() < 0.6 else self.iins[rng.choice(self.phones)]
+        return sender, "1414", f"{keyword} {argument}".strip()
+
+    def _registration(self) -> str:
+        rng = self.rng
+        separator = rng.choice((",", ";", " , ", "; "))
+        cmnd = "".join(rng.choice("0123456789") for _ in range(rng.choice((9, 12))))
+        born = f"{rng.randrange(1, 29):02d}.{rng.randrange(1, 13):02d}.{rng.randrange(1950, 2005)}"
+        return separator.join(("TK", rng.choice(_VN_NAMES), cmnd, born))
+
+
+@dataclass
+class Phase:
+    """What one run of the load generator saw."""
+
+    spec: dict[str, Any]
+    records: list[list[Any]] = field(default_factory=list)  # [scheduled, start, end, status, id]
+    completions: list[list[Any]] = field(default_factory=list)  # [inbound id, seen at]
+    kinds: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    started_at: float = 0.0
+    ended_at: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"phase": self.spec["phase"], "mode": self.spec["mode"],
+                "started_at": self.started_at, "ended_at": self.ended_at,
+                "posted": len(self.records),
+                "accepted": sum(1 for r in self.records if r[3] == 202),
+                "errors": dict(self.errors), "kinds": dict(self.kinds),
+                "records": self.records, "completions": self.completions}
+
+
+class Generator:
+    """Posts one phase's messages and records each request."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.result = Phase(spec)
+        self.traffic = Traffic(spec.get("seed", 1414), spec.get("persons", 20_000))
+        self.seq = 0
+        connections = int(spec.get("connections", 16))
+        self.slots = asyncio.Semaphore(connections)
+        self.client = httpx.AsyncClient(
+            base_url=spec["url"], headers={TOKEN_HEADER: spec["token"]},
+            limits=httpx.Limits(max_connections=connections,
+                                max_keepalive_connections=connections),
+            timeout=httpx.Timeout(30.0))
+        self.in_flight: set[asyncio.Task] = set()
+
+    async def post(self, scheduled: float) -> int | None:
+        """Post the next message; its inbound id on 202, else None (the error is counted)."""
+        sender, shortcode, text, kind = self.traffic.next()
+        self.seq += 1
+        body = {"from": sender, "to": shortcode, "text": text,
+                "id": f"{self.spec['tag']}-{self.seq}", "smsc": self.spec["tag"]}
+        self.result.kinds[kind] += 1
+        async with self.slots:
+            start = time.time()
+            try:
+                response = await self.client.post(PATH, json=body)
+                status = response.status_code
+                inbound_id = response.json().get("id") if status == 202 else None
+            except httpx.HTTPError as error:
+                status, inbound_id = type(error).__name__, None
+            end = time.time()
+        if status != 202:
+            self.result.errors[str(status)] += 1
+        self.result.records.append([scheduled, start, end, status, inbound_id])
+        return inbound_id
+
+    def launch(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+
+    async def open_loop(self, start: float, end: float) -> None:
+        """Poisson arrivals at `rate` a second from `start` to `end`, kept up whatever happens."""
+        rng = random.Random(self.spec.get("seed", 1414) + 1)
+        rate = float(self.spec["rate"])
+        at = start
+        while True:
+            at += rng.expovariate(rate)
+            if at >= end:
+                break
+            delay = at - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.launch(self.post(at))
+
+    async def window_loop(self, end: float) -> None:
+        """Keep `window` messages posted and unanswered until `end`."""
+        window = int(self.spec["window"])
+        outbox = Path(self.spec["outbox"])
+        pending: set[int] = set()
+        answered_early: set[int] = set()  # replies seen before the 202 was read
+        outstanding = 0
+        wake = asyncio.Event()
+
+        def complete(inbound_id: int) -> None:
+            nonlocal outstanding
+            outstanding -= 1
+            self.result.completions.append([inbound_id, time.time()])
+            wake.set()
+
+        async def one() -> None:
+            nonlocal outstanding
+            inbound_id = await self.post(time.time())
+            if inbound_id is None:
+                outstanding -= 1
+                wake.set()
+            elif inbound_id in answered_early:
+                answered_early.discard(inbound_id)
+                complete(inbound_id)
+            else:
+                pending.add(inbound_id)
+
+        async def tail() -> None:
+            offset = outbox.stat().st_size if outbox.exists() else 0
+            buffered = b""
+            while True:
+                if outbox.exists():
+                    with outbox.open("rb") as f:  # noqa: ASYNC230 - a local file, read at once
+                        f.seek(offset)
+                        chunk = f.read()
+                    offset += len(chunk)
+                    buffered += chunk
+                    *lines, buffered = buffered.split(b"\n")
+                    for line in lines:
+                        inbound_id = json.loads(line).get("inbound_id")
+                        if inbound_id in pending:
+                            pending.discard(inbound_id)
+                            complete(inbound_id)
+                        elif inbound_id is not None:
+                            answered_early.add(inbound_id)
+                await asyncio.sleep(0.01)
+
+        tailer = asyncio.get_running_loop().create_task(tail())
+        try:
+            while time.time() < end:
+                while outstanding < window:
+                    outstanding += 1
+                    self.launch(one())
+                wake.clear()
+                try:
+                    await asyncio.wait_for(wake.wait(), 0.05)
+                except TimeoutError:
+                    pass
+        finally:
+            tailer.cancel()
+
+    async def run(self) -> Phase:
+        start = float(self.spec.get("start_at") or time.time() + 0.05)
+        duration = float(self.spec["seconds"])
+        print(json.dumps({"start": start}), flush=True)  # the bench times its windows from it
+        if start > time.time():
+            await asyncio.sleep(start - time.time())
+        self.result.started_at = time.time()
+        end = start + duration
+        if self.spec["mode"] == "window":
+            await self.window_loop(end)
+        else:
+            await self.open_loop(start, end)
+        if self.in_flight:
+            await asyncio.wait(set(self.in_flight), timeout=60)
+        self.result.ended_at = time.time()
+        await self.client.aclose()
+        return self.result
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[1]).read_text())
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    generator = Generator(spec)
+    runner = uvloop.run if uvloop else asyncio.run
+    result = runner(generator.run())
+    out = Path(spec["out"])
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result.as_dict()))
+    os.replace(tmp, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
