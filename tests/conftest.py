@@ -102,17 +102,32 @@ def redis_server(own_servers: Path) -> Iterator[str]:
         _stop(process)
 
 
+@contextmanager
+def new_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """An empty database, dropped afterwards (whoever is still connected)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield psycopg.conninfo.make_conninfo(admin_url, dbname=name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def database_url(admin_url: str) -> Iterator[str]:
     """A fresh, migrated database for this test session, dropped at its end."""
-    name = f"govsms_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
-    db.migrate(url)
-    yield url
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_database(admin_url, "govsms_test") as url:
+        db.migrate(url)
+        yield url
+
+
+@pytest.fixture
+def empty_database(admin_url: str) -> Iterator[str]:
+    """A database of this test's own, with no migrations applied."""
+    with new_database(admin_url, "govsms_empty") as url:
+        yield url
 
 
 @contextmanager

@@ -6,7 +6,8 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,16 @@ class Gateway:
         """The SMS recorded for `inbound_id`, once there is at least one."""
         return wait_for(lambda: [s for s in self.sent() if s["inbound_id"] == inbound_id],
                         timeout_s, f"a reply to inbound {inbound_id}")
+
+
+@contextmanager
+def running_gateway(settings: Settings, folder: Path, **env: str) -> Iterator[Gateway]:
+    """The gateway's processes for `settings`, stopped afterwards."""
+    gw = Gateway(settings, folder, env_extra=env)
+    try:
+        yield gw.start()
+    finally:
+        gw.stop()
 
 
 def gateway_settings(database_url: str, redis_url: str, data_dir: Path, secret: str) -> Settings:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from parser_cases import default_index
 
@@ -51,17 +49,6 @@ def test_the_traffic_is_the_mix_it_claims() -> None:
 
 
 @pytest.fixture
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """A database of this test's own: other tests truncate the session's."""
-    name = f"govsms_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield psycopg.conninfo.make_conninfo(admin_url, dbname=name)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
 def fresh_redis(redis_server: str) -> Iterator[str]:
     with claimed_redis_db(redis_server) as url:
         yield url
@@ -69,11 +56,11 @@ def fresh_redis(redis_server: str) -> Iterator[str]:
 
 @pytest.mark.e2e
 @pytest.mark.timeout(150)
-def test_a_tiny_bench_writes_every_figure(fresh_database, fresh_redis, tmp_path: Path,
+def test_a_tiny_bench_writes_every_figure(empty_database, fresh_redis, tmp_path: Path,
                                           monkeypatch) -> None:
     for name in [k for k in os.environ if k.startswith("GOVSMS_")]:
         monkeypatch.delenv(name)
-    report = bench.run(0.3, tmp_path, redis_url=fresh_redis, database_url=fresh_database,
+    report = bench.run(0.3, tmp_path, redis_url=fresh_redis, database_url=empty_database,
                        persons=300)
     written = json.loads((tmp_path / "benchmarks.json").read_text())
     assert written == json.loads(json.dumps(report))

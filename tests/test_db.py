@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import psycopg
 import pytest
@@ -11,30 +10,20 @@ import pytest
 from workers import db
 
 
-@pytest.fixture
-def empty_db(admin_url: str):
-    name = f"govsms_migrate_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield psycopg.conninfo.make_conninfo(admin_url, dbname=name)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-def test_migrate_applies_each_version_once(empty_db):
+def test_migrate_applies_each_version_once(empty_database):
     versions = [v for v, _ in db.migrations()]
     assert versions == sorted(versions) and versions[0] == "0001_message_store"
-    assert db.migrate(empty_db) == versions
-    assert db.migrate(empty_db) == []
-    with psycopg.connect(empty_db) as conn:
+    assert db.migrate(empty_database) == versions
+    assert db.migrate(empty_database) == []
+    with psycopg.connect(empty_database) as conn:
         assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")] \
             == versions
         assert db.pending(conn) == []
 
 
-def test_two_migrations_at_once_apply_everything_once(empty_db):
+def test_two_migrations_at_once_apply_everything_once(empty_database):
     results: list[list[str]] = []
-    threads = [threading.Thread(target=lambda: results.append(db.migrate(empty_db)))
+    threads = [threading.Thread(target=lambda: results.append(db.migrate(empty_database)))
                for _ in range(2)]
     for t in threads:
         t.start()

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.conftest import SECRET, add_persona, claimed_redis_db
-from tests.e2e import Gateway, gateway_settings, wait_for
+from tests.e2e import Gateway, gateway_settings, running_gateway, wait_for
 from tests.test_services import expected_text, load_personas
 from workers import demo
 from workers.celery_app import create_app
@@ -28,11 +28,8 @@ NOT_FOUND = "Servis ne naiden. Isprav'te vash tekst."
 @pytest.fixture(scope="module")
 def gateway(database_url: str, redis_url: str, tmp_path_factory) -> Iterator[Gateway]:
     folder = tmp_path_factory.mktemp("gateway")
-    gw = Gateway(gateway_settings(database_url, redis_url, folder, SECRET), folder)
-    try:
-        yield gw.start()
-    finally:
-        gw.stop()
+    with running_gateway(gateway_settings(database_url, redis_url, folder, SECRET), folder) as gw:
+        yield gw
 
 
 @pytest.fixture

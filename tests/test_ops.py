@@ -11,14 +11,13 @@ import uuid
 from collections.abc import Iterator
 
 import httpx
-import psycopg
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SECRET, claimed_redis_db
-from tests.e2e import Gateway, gateway_settings, wait_for
+from tests.e2e import Gateway, gateway_settings, running_gateway, wait_for
 from workers import embedded, messages
 from workers.cli import main
 from workers.embedded import free_port
@@ -32,12 +31,9 @@ NOT_FOUND = "Servis ne naiden. Isprav'te vash tekst."
 @pytest.fixture(scope="module")
 def gateway(database_url: str, redis_server: str, tmp_path_factory) -> Iterator[Gateway]:
     folder = tmp_path_factory.mktemp("ops")
-    with claimed_redis_db(redis_server) as redis_url:
-        gw = Gateway(gateway_settings(database_url, redis_url, folder, SECRET), folder)
-        try:
-            yield gw.start()
-        finally:
-            gw.stop()
+    with claimed_redis_db(redis_server) as redis_url, running_gateway(
+            gateway_settings(database_url, redis_url, folder, SECRET), folder) as gw:
+        yield gw
 
 
 @pytest.fixture
@@ -69,16 +65,13 @@ def test_health_and_readiness(gw):
         "ready": True, "redis": "ok", "postgresql": "ok", "migrations": "ok"}
 
 
-def test_not_ready_without_redis_or_with_migrations_pending(settings, admin_url, tmp_path):
+def test_not_ready_without_redis_or_with_migrations_pending(settings, empty_database, tmp_path):
     spec = embedded.redis_spec(tmp_path)
     server = subprocess.Popen(spec.argv, stdout=subprocess.DEVNULL)
-    name = f"govsms_empty_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
     try:
         embedded.wait_ready(spec, lambda: server.poll() is None)
-        empty = psycopg.conninfo.make_conninfo(admin_url, dbname=name)
-        own = settings.model_copy(update={"redis_url": spec.url, "database_url": empty})
+        own = settings.model_copy(update={"redis_url": spec.url,
+                                          "database_url": empty_database})
         with TestClient(create_app(own)) as client:
             pending = client.get("/readyz")
             assert pending.status_code == 503
@@ -88,8 +81,6 @@ def test_not_ready_without_redis_or_with_migrations_pending(settings, admin_url,
             assert client.get("/readyz").json()["redis"] != "ok"
     finally:
         server.kill()
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def test_metrics_expose_every_series_after_a_few_messages(gw, conn):
