@@ -33,7 +33,7 @@ from workers.celery_app import BULK, OUTBOUND
 from workers.limits import RateLimiter
 from workers.pipeline import to_parts
 from workers.settings import Settings
-from workers.tasks import DELIVER
+from workers.tasks import DELIVER, publish
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,8 @@ class ClientApi:
         self.otp_key = derive(key, "govsms/otp-code")
 
     def deliver(self, outbound_ids: list[int], queue: str = OUTBOUND) -> None:
-        """Hand queued parts to the outbound worker; the reconciler retries if Redis is down."""
-        try:
-            self.celery.send_task(DELIVER, args=[outbound_ids], queue=queue)
-        except Exception as error:  # noqa: BLE001 - kombu and redis raise unrelated types
-            log.warning("outbound %s queued in PostgreSQL only (%s); the reconciler sends it",
-                        outbound_ids, type(error).__name__)
+        """Hand queued parts to the outbound worker; the reconciler sends them if Redis is down."""
+        publish(self.celery, DELIVER, [outbound_ids], queue=queue)
 
 
 def _client(request: Request) -> str:

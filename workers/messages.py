@@ -212,9 +212,10 @@ def release(conn: psycopg.Connection, outbound_id: int, reason: str, *,
                             "uncount": 0 if count_attempt else 1})
 
 
-def mark_failed(conn: psycopg.Connection, outbound_id: int, reason: str) -> bool:
-    """The part will not be sent; False when it was sent or failed already."""
-    return conn.execute(_MARK_FAILED, (reason, outbound_id)).fetchone() is not None
+def mark_failed(conn: psycopg.Connection, outbound_id: int,
+                reason: str) -> tuple[int | None] | None:
+    """The part will not be sent: (its inbound id,); None when it was sent or failed already."""
+    return conn.execute(_MARK_FAILED, (reason, outbound_id)).fetchone()
 
 
 FINAL_DELIVERY = ("delivered", "expired", "deleted", "undeliverable", "rejected")

@@ -196,7 +196,7 @@ def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: lis
                     if out.deadline is None or claimed.deadline < out.deadline:
                         out.deadline = claimed.deadline
                 else:
-                    _fail(conn, claimed.id, claimed.inbound_id, error.reason)
+                    _fail(conn, claimed.id, error.reason)
                     out.failed.append(claimed.id)
                 conn.commit()
                 continue
@@ -227,14 +227,11 @@ def give_up(pool: ConnectionPool, ids: list[int], reason: str) -> None:
     """Mark parts that kept failing as failed, each with a dead letter."""
     with pool.connection() as conn, conn.transaction():
         for outbound_id in ids:
-            row = conn.execute("SELECT inbound_id FROM outbound WHERE id = %s",
-                               (outbound_id,)).fetchone()
-            if row is not None:
-                _fail(conn, outbound_id, row[0], reason)
+            _fail(conn, outbound_id, reason)
 
 
-def _fail(conn: psycopg.Connection, outbound_id: int, inbound_id: int | None,
-          reason: str) -> None:
-    if messages.mark_failed(conn, outbound_id, reason):
+def _fail(conn: psycopg.Connection, outbound_id: int, reason: str) -> None:
+    failed = messages.mark_failed(conn, outbound_id, reason)
+    if failed is not None:
         messages.add_dead_letter(conn, task="deliver", outbound_id=outbound_id,
-                                 inbound_id=inbound_id, reason=reason)
+                                 inbound_id=failed[0], reason=reason)
