@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 from tests.conftest import KEY
+from workers.celery_app import all_queues
 from workers.embedded import free_port
 from workers.run import processes
 from workers.settings import ApiClient, Settings
@@ -102,6 +104,16 @@ class Gateway:
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def queue_depths(self) -> dict[str, int]:
+        """Every queue holding tasks, and `unacked` for those workers hold; empty when drained."""
+        client = redis.Redis.from_url(self.settings.redis_url or "")
+        try:
+            depths = {q: client.llen(q) for q in all_queues(self.settings)}
+            depths["unacked"] = client.hlen("unacked")
+        finally:
+            client.close()
+        return {q: n for q, n in depths.items() if n}
 
     def replies_to(self, inbound_id: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
         """The SMS recorded for `inbound_id`, once there is at least one."""

@@ -20,6 +20,15 @@ def broker(settings: Settings) -> redis.Redis:
     return client
 
 
+def declared_app(settings: Settings):
+    """The app, with every queue declared as the workers do."""
+    app = create_app(settings)
+    with app.connection_for_write() as conn:
+        for q in app.amqp.queues.values():
+            q.bind(conn.default_channel).declare()
+    return app
+
+
 def depths(client: redis.Redis, settings: Settings) -> dict[str, int]:
     return {q: client.llen(q) for q in all_queues(settings) if client.llen(q)}
 
@@ -31,10 +40,7 @@ def depths(client: redis.Redis, settings: Settings) -> dict[str, int]:
     (DELIVER, [[1]], OUTBOUND),
 ])
 def test_each_task_lands_on_its_queue_only(settings, broker, task, args, queue):
-    app = create_app(settings)
-    with app.connection_for_write() as conn:  # declare every queue, as the workers do
-        for q in app.amqp.queues.values():
-            q.bind(conn.default_channel).declare()
+    app = declared_app(settings)
     explicit = {"queue": queue} if task == ANSWER else {}
     app.send_task(task, args=args, **explicit)
     assert depths(broker, settings) == {queue: 1}
@@ -49,3 +55,28 @@ def test_only_json_and_no_results(settings):
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     visibility = conf.broker_transport_options["visibility_timeout"]
     assert conf.task_time_limit < visibility < settings.sla_seconds
+
+
+def _queued_args(client: redis.Redis, queue: str) -> list[list]:
+    import base64
+
+    return [json.loads(base64.b64decode(json.loads(raw)["body"]))[0]
+            for raw in reversed(client.lrange(queue, 0, -1))]
+
+
+@pytest.mark.parametrize(("task", "head", "queue"), [
+    (DISPATCH, [], "inbound"),
+    (ANSWER, ["housing_queue", 0.0], service_queue("housing_queue")),
+    (DELIVER, [], OUTBOUND),
+])
+def test_a_batch_back_after_its_worker_died_goes_on_one_task_per_message(
+        settings, broker, conn, task, head, queue):
+    app = declared_app(settings)
+    broker.set("govsms:starts:batch-1:0", 1)  # its first run died with its worker
+    app.tasks[task].apply(args=[*head, [11, 12, 13]], task_id="batch-1",
+                          routing_key=queue)
+    assert _queued_args(broker, queue) == [[*head, [n]] for n in (11, 12, 13)]
+    # A message alone is run again: only past MAX_STARTS is it buried.
+    broker.set("govsms:starts:single-1:0", 1)
+    app.tasks[task].apply(args=[*head, [11]], task_id="single-1")
+    assert len(_queued_args(broker, queue)) == 3

@@ -176,3 +176,12 @@ def test_kannel_delivery_reports(settings, conn, p):
         assert client.get(url.replace("type=8", "type=7")).status_code == 400
         assert client.get(f"/sms/dlr?outbound={outbound_id}&type=2").status_code == 401
     assert conn.execute("SELECT delivery FROM outbound").fetchone() == ("delivered",)
+
+
+def test_a_batch_out_of_time_leaves_the_parts_it_did_not_try_for_later(conn, p):
+    ids = notice(conn, LONG_LATIN) + notice(conn, "Vash kod gotov", key="k2")
+    transport = MemoryTransport()
+    done = pipeline.deliver(p.pool, transport, p.sealer, ids, budget_s=0)
+    assert (done.sent, done.later, len(transport.sent)) == (ids[:1], ids[1:], 1)
+    states = conn.execute("SELECT state FROM outbound ORDER BY id").fetchall()
+    assert [s[0] for s in states] == ["sent", "queued", "queued"]

@@ -149,3 +149,81 @@ def test_replies_of_a_message_are_listed_for_the_bridge(client, conn):
     replies = client.get(f"/v1/messages/inbound/{inbound_id}/replies", headers=TOKEN).json()
     assert [(r["text"], r["state"]) for r in replies["replies"]] == [("hi", "queued")]
     assert client.get(f"/v1/messages/inbound/{inbound_id}/replies").status_code == 401
+
+
+def test_messages_arriving_together_are_recorded_and_enqueued_in_batches(settings, conn, broker):
+    import asyncio
+
+    import httpx
+
+    async def post_all() -> list[httpx.Response]:
+        app = create_app(settings.model_copy(update={"ingest_linger_ms": 300}))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+                return await asyncio.gather(*(
+                    http.post("/v1/messages/inbound", headers=TOKEN,
+                              json={**KANNEL, "id": f"b-{n}", "text": f"TO {n}"})
+                    for n in range(40)))
+
+    responses = asyncio.run(post_all())
+    assert [r.status_code for r in responses] == [202] * 40
+    ids = sorted(r.json()["id"] for r in responses)
+    batches = queued_ids(broker)
+    assert len(batches) == 1 and sorted(batches[0]) == ids
+    assert conn.execute("SELECT count(*) FROM inbound").fetchone() == (40,)
+
+
+
+def test_a_bridge_hands_over_a_batch_kept_whole_answered_in_order(client, conn, broker):
+    batch = [{**KANNEL, "id": f"q-{n}", "text": f"TO {n}"} for n in range(5)]
+    response = client.post("/v1/messages/inbound/batch", headers=TOKEN, json=batch)
+    assert response.status_code == 202
+    answers = response.json()
+    rows = conn.execute("SELECT id, external_id FROM inbound ORDER BY id").fetchall()
+    assert [a["id"] for a in answers] == [r[0] for r in rows]
+    assert [r[1] for r in rows] == [f"q-{n}" for n in range(5)]
+    assert queued_ids(broker) == [[r[0] for r in rows]]
+    again = client.post("/v1/messages/inbound/batch", headers=TOKEN, json=batch[:2])
+    assert [a["duplicate"] for a in again.json()] == [True, True]
+
+
+@pytest.mark.parametrize("batch", [[], [{**KANNEL, "from": ""}, KANNEL],
+                                   [{**KANNEL, "id": str(n)} for n in range(501)]])
+def test_an_invalid_or_oversized_batch_is_refused_whole(client, conn, batch):
+    response = client.post("/v1/messages/inbound/batch", headers=TOKEN, json=batch)
+    assert response.status_code == 422
+    assert conn.execute("SELECT count(*) FROM inbound").fetchone() == (0,)
+
+
+def test_past_its_backlog_the_ingest_refuses_until_the_replies_are_out(settings, conn, broker):
+    import datetime as dt
+    import time
+
+    from workers import messages, pipeline
+    from workers.ingest import BACKLOG_CHECK_S
+
+    def post(external_id: str) -> int:
+        time.sleep(BACKLOG_CHECK_S)  # what the ingest counts is at most a second old
+        return client.post("/v1/messages/inbound", headers=TOKEN,
+                           json={**KANNEL, "id": external_id}).status_code
+
+    app = create_app(settings.model_copy(update={"ingest_max_backlog": 3}))
+    with TestClient(app) as client:
+        assert [post(f"w-{n}") for n in range(4)] == [202] * 4
+        time.sleep(BACKLOG_CHECK_S)
+        refused = client.post("/v1/messages/inbound", headers=TOKEN, json={**KANNEL, "id": "w-4"})
+        assert refused.status_code == 503 and refused.headers["Retry-After"]
+        # Answered, but its reply not yet sent: it still waits.
+        [first] = messages.unfinished_inbound(conn, [inbound_id(conn, "w-0")])
+        [part] = messages.add_reply(conn, inbound=first, parts=pipeline.to_parts("Otvet"),
+                                    service=None, outcome="test",
+                                    deadline=dt.datetime.now(dt.UTC))
+        assert post("w-4") == 503
+        conn.execute("UPDATE outbound SET state = 'sent' WHERE id = %s", (part,))
+        assert post("w-4") == 202
+    assert conn.execute("SELECT count(*) FROM inbound").fetchone() == (5,)
+
+
+def inbound_id(conn, external_id: str) -> int:
+    return conn.execute("SELECT id FROM inbound WHERE external_id = %s", (external_id,)).fetchone()[0]

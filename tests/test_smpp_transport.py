@@ -13,9 +13,9 @@ import pytest
 from replies import encoding
 from replies.throttle import LocalBucket, RedisBucket
 from replies.transports import RateLimited, Sms, TransportError, from_url
-from replies.transports.smpp import SmppConfig, SmppTransport, address
+from replies.transports.smpp import SmppConfig, SmppTransport, Unanswered, address
 from tests.e2e import wait_for
-from tests.peers.smsc import Smsc, running_smsc, smpp34
+from tests.peers.smsc import NEVER, Smsc, running_smsc, smpp34
 from workers.embedded import free_port
 
 
@@ -183,6 +183,107 @@ def test_workers_sharing_a_link_in_redis_stay_under_the_limit_together(smsc, red
     assert rate <= LIMIT
 
 
+# --- a submit_sm whose answer does not come in time ----------------------------------------
+
+def _patient(smsc: Smsc, **options: object) -> SmppTransport:
+    """A transport that waits 0.3 s for an answer, and holds an unanswered part 1 s."""
+    transport = from_url(_url(smsc, timeout_s=0.3, resend_after_s=1, **options))
+    assert isinstance(transport, SmppTransport)
+    return transport
+
+
+def _doubt(transport: SmppTransport, outbound_id: int = 1):
+    return transport.unanswered.get([(outbound_id, 1)]).get((outbound_id, 1))
+
+
+def test_an_unanswered_submit_is_in_doubt_and_its_late_answer_records_it(smsc):
+    transport = _patient(smsc)
+    smsc.answer_after.append(1.0)
+    with pytest.raises(TransportError) as caught:
+        transport.send(_sms("hello"))
+    assert caught.value.retryable and caught.value.in_doubt
+    assert not isinstance(caught.value, RateLimited)
+    with pytest.raises(RateLimited, match="waiting for a late answer") as held:
+        transport.send(_sms("hello"))   # too soon to send it again
+    assert held.value.in_doubt and 0 < held.value.retry_after <= 1
+    # The answer comes on the link, which stayed up, while no send is under way.
+    wait_for(lambda: (_doubt(transport) or None) and _doubt(transport).message_id, 5,
+             "the late answer recorded")
+    assert transport.send(_sms("hello")) == "00000001"
+    assert len(smsc.submits) == 1 and transport.link.binds == 1
+    assert _doubt(transport) is None   # sent: nothing in doubt any more
+    transport.close()
+
+
+def test_an_unanswered_submit_is_sent_again_once_its_answer_is_overdue(smsc, caplog):
+    transport = _patient(smsc)
+    smsc.answer_after.append(NEVER)
+    with pytest.raises(TransportError):
+        transport.send(_sms("hello"))
+    time.sleep(1.05)
+    with caplog.at_level(logging.WARNING, logger="replies.transports.smpp"):
+        assert transport.send(_sms("hello")) == "00000002"
+    assert "a possible duplicate" in caplog.text
+    assert [s.destination_addr for s in smsc.submits] == ["77011234567"] * 2
+    transport.close()
+
+
+def test_a_part_twice_unanswered_is_not_sent_a_third_time(smsc):
+    transport = _patient(smsc)
+    smsc.answer_after.extend([NEVER, NEVER])
+    for _ in range(2):
+        with pytest.raises(TransportError):
+            transport.send(_sms("hello"))
+        time.sleep(1.05)
+    with pytest.raises(RateLimited, match="twice without an answer") as held:
+        transport.send(_sms("hello"))
+    assert held.value.in_doubt and len(smsc.submits) == 2
+    smsc.answer_held()   # the SMSC catches up: the first answer read is the one kept
+    wait_for(lambda: (_doubt(transport) or None) and _doubt(transport).message_id, 5,
+             "a late answer")
+    assert transport.send(_sms("hello")) in {"00000001", "00000002"}
+    assert len(smsc.submits) == 2
+    transport.close()
+
+
+def test_a_late_refusal_leaves_nothing_in_doubt(smsc):
+    transport = _patient(smsc)
+    smsc.refuse.append(smpp34.ESME_RSYSERR)
+    smsc.answer_after.append(0.6)
+    with pytest.raises(TransportError):
+        transport.send(_sms("hello"))
+    wait_for(lambda: _doubt(transport) and _doubt(transport).unanswered == 0, 5,
+             "the late refusal")
+    assert transport.send(_sms("hello")) == "00000001"   # at once: it was never taken
+    transport.close()
+
+
+def test_a_late_answer_reaches_the_other_processes_of_the_link(smsc, redis_url):
+    link = f"test-{uuid.uuid4().hex[:8]}"
+    first, second = (_patient(smsc, link=link, redis=redis_url) for _ in range(2))
+    smsc.answer_after.append(0.6)
+    with pytest.raises(TransportError):
+        first.send(_sms("hello"))
+    wait_for(lambda: (_doubt(second) or None) and _doubt(second).message_id, 5,
+             "the late answer, seen from the other transport")
+    assert second.send(_sms("hello")) == "00000001" and len(smsc.submits) == 1
+    first.close()
+    second.close()
+
+
+def test_unanswered_submits_kept_in_this_process_without_redis():
+    unanswered = Unanswered("local")
+    unanswered.went_unanswered([(7, 1), (7, 2)])
+    unanswered.answered_late((7, 1), "ABC")
+    unanswered.answered_late((7, 2), None)
+    got = unanswered.get([(7, 1), (7, 2), (8, 1)])
+    assert (got[(7, 1)].unanswered, got[(7, 1)].message_id) == (1, "ABC")
+    assert (got[(7, 2)].unanswered, got[(7, 2)].message_id) == (0, "")
+    assert (8, 1) not in got
+    unanswered.forget([(7, 1), (7, 2)])
+    assert unanswered.get([(7, 1)]) == {}
+
+
 def test_the_link_rebinds_after_the_smsc_unbinds(smsc, transport):
     transport.send(_sms("one"))
     smsc.unbind_all()
@@ -227,6 +328,7 @@ def test_url_options():
         "sys@id", "p:ss", "smsc.example", 2776)
     assert (config.mode, config.tps, config.burst, config.window) == ("transceiver", 50, 5, 4)
     assert (config.source_ton, config.source_npi, config.name) == (5, 0, "kcell")
+    assert (config.timeout_s, config.resend_after_s) == (5.0, 30.0)
     assert SmppConfig.from_url("smpp://a:b@h").port == 2775
     with pytest.raises(ValueError, match="unknown smpp:// options: tsp"):
         SmppConfig.from_url("smpp://a:b@h?tsp=5")

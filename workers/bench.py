@@ -563,6 +563,9 @@ class Bench:
         self.specs = system.folder / "loadgen"
         self.specs.mkdir(exist_ok=True)
         self.phases: list[PhaseRun] = []
+        from workers.celery_app import create_app
+
+        self.celery = create_app(system.settings)
 
     def phase(self, name: str, mode: str, *, warmup: float, window: float,
               rate: float | None = None, tail: float = 0.0, events: bool = False) -> PhaseRun:
@@ -579,6 +582,8 @@ class Bench:
         path.write_text(json.dumps(spec))
         sampler = QueueSampler(self.system)
         tap = EventTap(self.system) if events else None
+        if tap:  # as Flower does: the workers send their task events while it watches
+            self.celery.control.enable_events()
         with (self.specs / f"{name}.log").open("wb") as errors:
             process = subprocess.Popen([sys.executable, "-m", "workers.loadgen", str(path)],
                                        stdout=subprocess.PIPE, stderr=errors)
@@ -597,6 +602,7 @@ class Bench:
             after = self.system.snapshot(process.pid)
             if tap:
                 tap.stop()
+                self.celery.control.disable_events()
             if process.wait(timeout=warmup + window + tail + 120) != 0:
                 raise RuntimeError(f"bench: the load generator failed; see "
                                    f"{self.specs / (name + '.log')}")
@@ -676,33 +682,34 @@ def stage_profile(run: PhaseRun, messages: list[Message]) -> dict[str, Any]:
         if not task_id or not kind.startswith("task-"):
             continue
         task = tasks[task_id]
+        task["id"] = task_id
         task[kind[5:]] = event.get("timestamp")
         for key in ("name", "args", "root_id", "parent_id", "runtime"):
             if event.get(key) is not None:
                 task.setdefault(key, event[key])
-    by_root: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-    inbound_of: dict[str, int] = {}
-    for task_id, task in tasks.items():
+    # Tasks carry batches: a message's dispatch and answer tasks are those whose ids hold
+    # it, its deliver task the first one its answer (or, unrouted, its dispatch) published.
+    task_of: dict[str, dict[int, dict[str, Any]]] = {"dispatch": {}, "answer": {}}
+    deliver_of: dict[str, dict[str, Any]] = {}
+    for task in tasks.values():
         name = task.get("name", "").removeprefix("govsms.")
-        if name == "dispatch":
-            try:
-                ids = ast.literal_eval(task.get("args", ""))[0]
+        if name in task_of:
+            try:  # Celery shortens long argument lists in its events: those are left out
+                ids = ast.literal_eval(task.get("args", ""))[-1]
             except (ValueError, SyntaxError, IndexError, TypeError):
                 continue
-            if len(ids) == 1:
-                inbound_of[task_id] = ids[0]
-            by_root[task_id]["dispatch"] = task
-        elif name in ("answer", "deliver") and task.get("root_id"):
-            by_root[task["root_id"]].setdefault(name, task)
+            for inbound_id in ids:
+                task_of[name].setdefault(inbound_id, task)
+        elif name == "deliver" and task.get("parent_id"):
+            deliver_of.setdefault(task["parent_id"], task)
     samples: dict[str, list[float]] = defaultdict(list)
-    received = {m.id: m for m in messages}
     http = {r[4]: r[2] - r[1] for r in run.loadgen["records"] if r[3] == 202}
     traced = 0
-    for root, chain in by_root.items():
-        message = received.get(inbound_of.get(root, -1))
-        if message is None or not run.window_start <= message.received < run.window_end:
+    for message in messages:
+        if not run.window_start <= message.received < run.window_end:
             continue
-        dispatch, answer, deliver = chain.get("dispatch"), chain.get("answer"), chain.get("deliver")
+        dispatch, answer = task_of["dispatch"].get(message.id), task_of["answer"].get(message.id)
+        deliver = deliver_of.get((answer or dispatch)["id"]) if dispatch else None
         if not dispatch or not deliver or not all(
                 t.get(k) for t in (dispatch, deliver) for k in ("sent", "started", "succeeded")):
             continue
@@ -1279,8 +1286,9 @@ p50 {_fmt(accept.get('p50'))} s, p99 {_fmt(accept.get('p99'))} s.
 ## Where a message spends its time (half load)
 
 From Celery's own task events (`task-sent`, `task-started`, `task-succeeded`, the ones
-Flower reads), captured from Redis during the half-load window and joined to the
-stored rows by the dispatch task's argument and each task's `root_id`, for
+Flower reads; the bench turns the workers' events on for this window, as Flower does),
+captured from Redis during the half-load window and joined to the stored rows by the
+ids each task carries and each deliver task's parent, for
 {d['half']['profile']['messages_traced']:,} messages. The stages overlap a little (a task
 publishes the next one before it logs and acknowledges), and not-found replies skip
 the answer task; the `stored` rows use PostgreSQL's `now()` of each transaction.
@@ -1388,10 +1396,10 @@ PostgreSQL = the backends serving it; "alone" = the same step's Python in one pr
 
 A Celery hop costs about **{hop:.1f} ms of CPU per task** beyond the work it runs (the
 dispatch and deliver rows): fetching the message from Redis, prefork IPC between the
-worker and its child, the late acknowledgement, four task events (`task-sent`,
-`-received`, `-started`, `-succeeded`, all enabled for Flower), publishing the next task and
-the INFO log lines (Celery's "received"/"succeeded" and ours, JSON, masked). Each message
-pays it three times, once per task, for work that takes well under a millisecond in
+worker and its child, the late acknowledgement, the `task-sent` event (the workers'
+own events are off unless Flower watches), publishing the next task and the INFO log
+lines (Celery's "received"/"succeeded" and ours, JSON, masked). At these rates each
+message still pays it about three times, batches being of one or two, for work that takes well under a millisecond in
 dispatch and deliver. With every process sharing two cores, the backlog of a saturated
 gateway sits in the first queue (`inbound`, mean depth {inbound_depth:g});
 every stage runs at the speed the shared CPU allows.
@@ -1421,27 +1429,30 @@ per message; tuning alone will not close that gap.
 
 In order of expected gain, each estimated from the numbers above:
 
-1. **Micro-batches per task.** The tasks already take lists of ids, and dispatch and
-   answer already fan out one task per service and one deliver task per batch; only the
-   ingest publishes one task per message. Let it gather the ids it accepted for a few
-   milliseconds (up to 50) and publish one dispatch task for them. At ~{hop:.0f} ms per hop,
-   a batch of 50 cuts the per-message hop cost from ~{3 * hop:.0f} ms to ~{3 * hop / 50:.1f} ms;
-   in one process, batches of 50 also cut the steps' own CPU from {inproc:.1f} to
-   {fifty['python_cpu_ms_per_msg'] + fifty['postgres_cpu_ms_per_msg']:.1f} ms per message (one
-   transaction and one `= ANY(ids)` read per step instead of one per message).
+1. **Bigger batches from the first hop on.** Every task takes a list of ids, and the
+   ingest records and enqueues together what arrives within `ingest_linger_ms` (10 ms):
+   one transaction, one dispatch task. At these rates that is one or two messages per
+   batch: the bridge's 16 connections each wait for their answer, so about
+   {rate * 0.01:.1f} messages arrive per 10 ms. Batches grow only with the rate (or a
+   longer linger, paid in latency by every message). A trial with a bridge posting 100
+   messages per request to `POST /v1/messages/inbound/batch` over 4 connections gained
+   about 15%: the first hop was then batched, but dispatch still fans out one answer task
+   per service and each answer task one deliver task, so the outbound worker runs many
+   small tasks. At ~{hop:.0f} ms per hop, batches of 50 at every hop would cut the per-message
+   hop cost from ~{3 * hop:.0f} ms to ~{3 * hop / 50:.1f} ms; in one process, batches of 50 also cut
+   the steps' own CPU from {inproc:.1f} to
+   {fifty['python_cpu_ms_per_msg'] + fifty['postgres_cpu_ms_per_msg']:.1f} ms per message.
 2. **Fewer hops per message.** Parse at the ingest (the parser costs
    {1000 / report['parser_msgs_per_s']:.3f} ms) and publish straight to `svc.<service>`, and
    deliver in the answer task when the transport is local or fast (file, Kannel), leaving
    the outbound queue for retries: one hop instead of three, ~{2 * hop:.0f} ms less per message.
-3. **Pipelined, batched ingest.** The ingest spends
+3. **A cheaper ingest.** The ingest spends
    {_per_msg(cores.get('ingest', 0.0), rate):.1f} ms per message for
-   {steps.get('record', 0.0):.2f} ms of recording: FastAPI and pydantic, a thread-pool hop,
-   a pool checkout with a health check, one INSERT and COMMIT, and a Celery publish with its
-   `task-sent` event, per request. A batch endpoint for the bridge (many SMS per POST,
-   one multi-row INSERT, one pipelined publish) or an asyncio ingest on psycopg's async
-   pool would divide most of that by the batch size.
-4. **Cheaper hops.** Turn off `task_send_sent_event` and `worker_send_task_events` (12
-   Redis publishes per message; enable them while Flower is watched), log the per-message
+   {steps.get('record', 0.0):.2f} ms of recording: FastAPI and pydantic per request, then
+   per batch a thread-pool hop, one INSERT per message in one pipelined round trip, a
+   commit and a Celery publish. The load generator, standing in for the bridge on the
+   same two cores, costs as much again per request.
+4. **Cheaper hops.** Log the per-message
    INFO lines at DEBUG (about ten JSON lines per message, each masked by a regex), and run
    the inbound and outbound workers on a thread pool instead of prefork on a small machine
    (no pickling through pipes to a child).

@@ -6,16 +6,20 @@ the bridge gets a 2xx; if either fails, the bridge gets 503 and retries.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Annotated
 
 import psycopg
 import redis
+from annotated_types import Len
 from celery import Celery
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -41,6 +45,8 @@ from workers.tasks import DISPATCH
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 10_000
+MAX_BATCH = 500
+BACKLOG_CHECK_S = 1.0
 # Kannel's delivery report types (its `%d`) as delivery states.
 KANNEL_DLR = {1: "delivered", 2: "undeliverable", 4: "enroute", 8: "accepted", 16: "rejected"}
 DEFAULT_SOURCE = "http"
@@ -85,37 +91,115 @@ class Unavailable(Exception):
 
 
 class Ingest:
-    """Records and enqueues inbound messages."""
+    """Records and enqueues inbound messages, many at a time.
+
+    One transaction records a batch and one dispatch task carries its ids: the cost of
+    a commit and of a Celery hop is shared by every message of the batch.
+    """
 
     def __init__(self, settings: Settings, pool: ConnectionPool, celery: Celery) -> None:
         self.settings = settings
         self.pool = pool
         self.celery = celery
+        self._backlog = (0, -BACKLOG_CHECK_S)  # (messages waiting for their reply, when counted)
 
     def accept(self, sms: InboundSms) -> Accepted:
         """Record `sms` once and enqueue it; a known message is enqueued again only if unanswered."""
-        region = self.settings.regions.get(sms.to, "KZ")
-        sender = to_e164(sms.sender, region) or sms.sender
-        tariff = self.settings.tariffs.get(sms.to)
+        return self.accept_many([sms])[0]
+
+    def accept_many(self, batch: list[InboundSms]) -> list[Accepted]:
+        """Record each message of `batch` once and enqueue those not yet picked up, in one
+        transaction and one task.
+
+        Raises Unavailable if the store or the queue fails; the bridge sends them again.
+        """
+        rows = [self._row(sms) for sms in batch]
         try:
+            self._check_backlog()
             with self.pool.connection() as conn:
-                recorded = messages.record_inbound(
-                    conn, source=sms.smsc or DEFAULT_SOURCE, external_id=sms.id or uuid.uuid4().hex,
-                    sender=sender, shortcode=sms.to, text=sms.text,
-                    tariff=(tariff.amount, tariff.currency) if tariff else None)
+                results = messages.record_inbound_many(conn, rows)
         except psycopg.Error as error:
-            log.error("cannot record inbound from %s: %s", mask_digits(sender), type(error).__name__)
+            log.error("cannot record %d inbound: %s", len(rows), type(error).__name__)
             raise Unavailable("message store unavailable") from error
-        if recorded.new or recorded.state == "received":
-            # A repeat of a message not yet picked up may be one whose first enqueue failed.
+        # A repeat of a message not yet picked up may be one whose first enqueue failed.
+        ids = [r.id for r in results if r.new or r.state == "received"]
+        if ids:
             try:
-                self.celery.send_task(DISPATCH, args=[[recorded.id]], queue=INBOUND)
+                self.celery.send_task(DISPATCH, args=[ids], queue=INBOUND)
             except Exception as error:  # kombu and redis raise several unrelated types
-                log.error("cannot enqueue inbound %s: %s", recorded.id, type(error).__name__)
+                log.error("cannot enqueue %d inbound: %s", len(ids), type(error).__name__)
                 raise Unavailable("queue unavailable") from error
-        log.info("inbound %s from %s to %s%s", recorded.id, mask_digits(sender), sms.to,
-                 "" if recorded.new else " (repeat)", extra=correlation(recorded.id))
-        return Accepted(recorded.id, duplicate=not recorded.new)
+        for row, result in zip(rows, results, strict=True):
+            log.info("inbound %s from %s to %s%s", result.id, mask_digits(row.sender), row.shortcode,
+                     "" if result.new else " (repeat)", extra=correlation(result.id))
+        return [Accepted(r.id, duplicate=not r.new) for r in results]
+
+    def _check_backlog(self) -> None:
+        """Refuse new work while more messages wait for their reply (to be answered, or sent)
+        than the workers can clear within the SLA: the SMSC keeps them and sends them again
+        (its store-and-forward), and what was accepted is still answered in time. Counted at
+        most once a second."""
+        limit = self.settings.ingest_max_backlog
+        if not limit:
+            return
+        count, at = self._backlog
+        if time.monotonic() - at >= BACKLOG_CHECK_S:
+            with self.pool.connection() as conn:
+                count = messages.waiting(conn, limit + 1)
+            self._backlog = (count, time.monotonic())
+            if count > limit:
+                log.warning("refusing new messages: more than %d wait for their reply", limit)
+        if count > limit:
+            raise Unavailable("too many messages waiting for their reply; send again later")
+
+    def _row(self, sms: InboundSms) -> messages.NewInbound:
+        region = self.settings.regions.get(sms.to, "KZ")
+        tariff = self.settings.tariffs.get(sms.to)
+        return messages.NewInbound(
+            source=sms.smsc or DEFAULT_SOURCE, external_id=sms.id or uuid.uuid4().hex,
+            sender=to_e164(sms.sender, region) or sms.sender, shortcode=sms.to, text=sms.text,
+            tariff=(tariff.amount, tariff.currency) if tariff else None)
+
+
+class Batcher:
+    """Group commit for the HTTP handlers: the first message waits `linger_s` for others
+    (up to `max_batch`), then all are recorded in one transaction and enqueued in one task.
+    Messages arriving while a batch is written wait for the next.
+    """
+
+    def __init__(self, ingest: Ingest, *, linger_s: float, max_batch: int = MAX_BATCH) -> None:
+        self.ingest = ingest
+        self.linger_s = linger_s
+        self.max_batch = max_batch
+        self._pending: list[tuple[InboundSms, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def accept(self, batch: list[InboundSms]) -> list[Accepted]:
+        """Each message's outcome once its batch is written; Unavailable if that failed."""
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in batch]
+        self._pending.extend(zip(batch, futures, strict=True))
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write())
+        return list(await asyncio.gather(*futures))
+
+    async def _write(self) -> None:
+        while self._pending:
+            if len(self._pending) < self.max_batch:
+                await asyncio.sleep(self.linger_s)
+            taken, self._pending = (self._pending[:self.max_batch],
+                                    self._pending[self.max_batch:])
+            try:
+                results = await run_in_threadpool(self.ingest.accept_many,
+                                                  [sms for sms, _ in taken])
+            except Exception as error:  # noqa: BLE001 - each waiting request gets it
+                for _, future in taken:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(taken, results, strict=True):
+                if not future.done():  # its request may have been cancelled meanwhile
+                    future.set_result(result)
 
 
 def _check_bridge(request: Request) -> None:
@@ -138,9 +222,9 @@ def _check_bridge(request: Request) -> None:
         raise HTTPException(401, "bad or missing bridge token")
 
 
-async def _accept(request: Request, sms: InboundSms) -> Accepted:
+async def _accept(request: Request, batch: list[InboundSms]) -> list[Accepted]:
     try:
-        return await run_in_threadpool(request.app.state.ingest.accept, sms)
+        return await request.app.state.batcher.accept(batch)
     except Unavailable as error:
         raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from None
 
@@ -157,6 +241,7 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
         limits = redis.Redis.from_url(settings.redis_url or "", socket_timeout=2,
                                       socket_connect_timeout=2)
         app.state.ingest = Ingest(settings, pool, broker)
+        app.state.batcher = Batcher(app.state.ingest, linger_s=settings.ingest_linger_ms / 1000)
         app.state.api = ClientApi(settings, pool, broker, RateLimiter(limits),
                                   Templates.load(settings.templates), clock)
         app.state.redis = limits
@@ -186,7 +271,7 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
             sms = InboundSms.model_validate(fields)
         except ValueError as error:
             raise HTTPException(400, "expected from, to, text, id, smsc") from error
-        accepted = await _accept(request, sms)
+        accepted, = await _accept(request, [sms])
         return "duplicate" if accepted.duplicate else "accepted"
 
     @app.api_route("/sms/dlr", methods=["GET", "POST"], dependencies=bridge,
@@ -204,8 +289,18 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
     @app.post("/v1/messages/inbound", dependencies=bridge, status_code=202)
     async def json_inbound(request: Request, sms: InboundSms) -> JSONResponse:
         """The same, as JSON: {"from", "to", "text", "id", "smsc"}."""
-        accepted = await _accept(request, sms)
+        accepted, = await _accept(request, [sms])
         return JSONResponse({"id": accepted.id, "duplicate": accepted.duplicate}, status_code=202)
+
+    @app.post("/v1/messages/inbound/batch", dependencies=bridge, status_code=202)
+    async def json_inbound_batch(request: Request,
+                                 batch: Annotated[list[InboundSms], Len(1, MAX_BATCH)],
+                                 ) -> JSONResponse:
+        """Many at once, for a bridge that queues: a JSON array of the same objects, kept all
+        or none (one invalid object refuses the batch). The answers in the same order."""
+        accepted = await _accept(request, batch)
+        return JSONResponse([{"id": a.id, "duplicate": a.duplicate} for a in accepted],
+                            status_code=202)
 
     @app.get("/healthz")
     def healthz() -> dict:

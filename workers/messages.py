@@ -40,15 +40,37 @@ RETURNING id, (xmax = 0) AS new, state
 """
 
 
+@dataclass(frozen=True, slots=True)
+class NewInbound:
+    """An inbound SMS to record."""
+
+    source: str
+    external_id: str
+    sender: str
+    shortcode: str
+    text: str
+    tariff: tuple[int, str] | None = None  # what it cost the sender: amount, currency
+
+
 def record_inbound(conn: psycopg.Connection, *, source: str, external_id: str, sender: str,
                    shortcode: str, text: str, tariff: tuple[int, str] | None = None) -> Recorded:
     """Record an inbound SMS once per (source, external id), with what it cost the sender."""
-    amount, currency = tariff or (None, None)
+    return record_inbound_many(conn, [NewInbound(source, external_id, sender, shortcode, text,
+                                                 tariff)])[0]
+
+
+def record_inbound_many(conn: psycopg.Connection, rows: Sequence[NewInbound]) -> list[Recorded]:
+    """Record inbound SMS, each once per (source, external id), in one round trip."""
+    params = [(r.source, r.external_id, r.sender, r.shortcode, r.text,
+               *(r.tariff or (None, None))) for r in rows]
+    recorded: list[Recorded] = []
     with conn.cursor(row_factory=class_row(Recorded)) as cur:
-        row = cur.execute(_RECORD_INBOUND, (source, external_id, sender, shortcode, text,
-                                            amount, currency)).fetchone()
-    assert row is not None
-    return row
+        cur.executemany(_RECORD_INBOUND, params, returning=True)
+        while True:
+            recorded.append(cur.fetchone())
+            if not cur.nextset():
+                break
+    return recorded
 
 
 _UNFINISHED_INBOUND = """
@@ -161,7 +183,8 @@ UPDATE outbound SET delivery = r.state, delivery_at = r.received_at
 FROM receipts r WHERE outbound.id = %(id)s AND r.transport_id = %(tid)s
 """
 _RELEASE = """
-UPDATE outbound SET state = 'queued', error = %(reason)s, attempts = attempts - %(uncount)s
+UPDATE outbound SET state = 'queued', error = %(reason)s, attempts = attempts - %(uncount)s,
+       possible_duplicate = possible_duplicate OR %(in_doubt)s
 WHERE id = %(id)s AND state = 'sending'
 """
 _MARK_FAILED = """
@@ -206,9 +229,10 @@ def mark_sent(conn: psycopg.Connection, outbound_id: int, transport_id: str | No
 
 
 def release(conn: psycopg.Connection, outbound_id: int, reason: str, *,
-            count_attempt: bool = True) -> None:
-    """Back to the queue after a retryable failure (a rate limit is not a failed attempt)."""
-    conn.execute(_RELEASE, {"id": outbound_id, "reason": reason,
+            count_attempt: bool = True, in_doubt: bool = False) -> None:
+    """Back to the queue after a retryable failure (a rate limit is not a failed attempt);
+    a part the operator may have taken all the same is flagged as a possible duplicate."""
+    conn.execute(_RELEASE, {"id": outbound_id, "reason": reason, "in_doubt": in_doubt,
                             "uncount": 0 if count_attempt else 1})
 
 
@@ -277,6 +301,20 @@ WHERE (state = 'queued' AND created_at < now() - make_interval(secs => %(age)s))
    OR (state = 'sending' AND claimed_at < now() - make_interval(secs => %(age)s))
 ORDER BY created_at LIMIT %(limit)s
 """
+
+
+_WAITING = """
+SELECT (SELECT count(*) FROM (SELECT 1 FROM inbound WHERE state IN ('received', 'dispatched')
+                              LIMIT %(limit)s) AS unanswered)
+     + (SELECT count(*) FROM (SELECT 1 FROM outbound WHERE state IN ('queued', 'sending')
+                              AND inbound_id IS NOT NULL LIMIT %(limit)s) AS unsent)
+"""
+
+
+def waiting(conn: psycopg.Connection, limit: int) -> int:
+    """Inbound messages waiting for an answer plus reply parts waiting to be sent, each
+    counted up to `limit`."""
+    return conn.execute(_WAITING, {"limit": limit}).fetchone()[0]
 
 
 _FEES = """

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ from workers.logs import correlation
 log = logging.getLogger(__name__)
 
 NOT_FOUND = Reply(COMMON, "service_not_found")
+# A deliver batch starts no part after this long: the parts left go back on the queue, so a
+# batch on a slow link ends inside the task's soft time limit (docs/delivery.md).
+DELIVER_BUDGET_S = 3.0
 UNAVAILABLE = Reply(COMMON, "unavailable")
 
 
@@ -160,12 +164,13 @@ class Delivered:
     failed: list[int] = field(default_factory=list)
     retry: list[int] = field(default_factory=list)
     busy: list[int] = field(default_factory=list)  # claimed by a sender still at work
+    later: list[int] = field(default_factory=list)  # not tried: the batch ran out of time
     wait_s: float = 0.0  # the longest a rate limit asked to wait
     deadline: dt.datetime | None = None  # the earliest deadline among `retry`
 
 
 def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: list[int],
-            stale_s: float = 30.0) -> Delivered:
+            stale_s: float = 30.0, budget_s: float = DELIVER_BUDGET_S) -> Delivered:
     """Send each part once: claim it (committed), hand it to the transport, record the outcome.
 
     Between the submit and the record of it, a crash leaves the part claimed; the
@@ -173,40 +178,50 @@ def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: lis
     as a possible duplicate: at most one duplicate per crash, never a lost SMS.
     """
     out = Delivered()
-    for outbound_id in ids:
-        with pool.connection() as conn:
-            claimed = messages.claim_outbound(conn, outbound_id, stale_s)
-            conn.commit()
-            if claimed is True:
-                out.busy.append(outbound_id)
-            if not isinstance(claimed, messages.Claimed):
-                continue  # sent or failed already: a redelivered task
-            text = sealer.unseal(claimed.text) if claimed.sealed else claimed.text
-            sms = Sms(claimed.id, claimed.inbound_id, claimed.sender, claimed.recipient, text,
-                      part=claimed.part, parts=claimed.parts, reference=claimed.reference,
-                      coding=claimed.coding)
-            try:
-                transport_id = transport.send(sms)
-            except TransportError as error:
-                if error.retryable:
-                    limited = isinstance(error, RateLimited)
-                    messages.release(conn, claimed.id, error.reason, count_attempt=not limited)
-                    out.retry.append(claimed.id)
-                    out.wait_s = max(out.wait_s, error.retry_after if limited else 0.0)
-                    if out.deadline is None or claimed.deadline < out.deadline:
-                        out.deadline = claimed.deadline
-                else:
-                    _fail(conn, claimed.id, error.reason)
-                    out.failed.append(claimed.id)
-                conn.commit()
-                continue
-            messages.mark_sent(conn, claimed.id, transport_id)
-            conn.commit()
-        out.sent.append(claimed.id)
-        log.info("sent %s to %s from %s: %s", claimed.id, mask_digits(claimed.recipient),
-                 claimed.sender, "(sealed)" if claimed.sealed else claimed.text,
-                 extra=correlation(claimed.inbound_id, claimed.id))
+    until = time.monotonic() + budget_s
+    with pool.connection() as conn:
+        for n, outbound_id in enumerate(ids):
+            if n and time.monotonic() > until:  # a slow link must not hold a batch past its time limit
+                out.later = ids[n:]
+                break
+            _deliver_one(conn, transport, sealer, outbound_id, stale_s, out)
     return out
+
+
+def _deliver_one(conn: psycopg.Connection, transport: Transport, sealer: Sealer,
+                 outbound_id: int, stale_s: float, out: Delivered) -> None:
+    claimed = messages.claim_outbound(conn, outbound_id, stale_s)
+    conn.commit()
+    if claimed is True:
+        out.busy.append(outbound_id)
+    if not isinstance(claimed, messages.Claimed):
+        return  # sent or failed already: a redelivered task
+    text = sealer.unseal(claimed.text) if claimed.sealed else claimed.text
+    sms = Sms(claimed.id, claimed.inbound_id, claimed.sender, claimed.recipient, text,
+              part=claimed.part, parts=claimed.parts, reference=claimed.reference,
+              coding=claimed.coding)
+    try:
+        transport_id = transport.send(sms)
+    except TransportError as error:
+        if error.retryable:
+            limited = isinstance(error, RateLimited)
+            messages.release(conn, claimed.id, error.reason, count_attempt=not limited,
+                             in_doubt=error.in_doubt)
+            out.retry.append(claimed.id)
+            out.wait_s = max(out.wait_s, error.retry_after if limited else 0.0)
+            if out.deadline is None or claimed.deadline < out.deadline:
+                out.deadline = claimed.deadline
+        else:
+            _fail(conn, claimed.id, error.reason)
+            out.failed.append(claimed.id)
+        conn.commit()
+        return
+    messages.mark_sent(conn, claimed.id, transport_id)
+    conn.commit()
+    out.sent.append(claimed.id)
+    log.info("sent %s to %s from %s: %s", claimed.id, mask_digits(claimed.recipient),
+             claimed.sender, "(sealed)" if claimed.sealed else claimed.text,
+             extra=correlation(claimed.inbound_id, claimed.id))
 
 
 def rotate_passwords(p: Pipeline, now: dt.datetime) -> list[int]:

@@ -65,8 +65,15 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_REGIONS),
         description="Country of the senders per short code, for phone numbers (JSON)")
     sla_seconds: float = Field(60.0, description="Reply deadline after receipt")
-    visibility_timeout: int = Field(30, description="Seconds before Redis redelivers an "
+    visibility_timeout: int = Field(20, description="Seconds before Redis redelivers an "
                                                     "unacknowledged task")
+    ingest_linger_ms: float = Field(10.0, description="How long the ingest lets messages "
+                                    "gather before it records and enqueues them together")
+    ingest_max_backlog: int = Field(3000, description="Messages waiting for their reply (to "
+                                    "be answered or sent) past which the ingest refuses new "
+                                    "ones (503); about 30 s of the gateway's throughput. 0: never")
+    task_events: bool = Field(False, description="Workers send Celery task events from the "
+                              "start (Flower turns them on anyway while it watches)")
     concurrency: int = Field(2, description="Processes per Celery worker")
     statement_timeout_ms: int = Field(5000, description="PostgreSQL statement timeout")
     smpp_receiver: str | None = Field(None, description="`smpp://ID:PW@HOST:PORT?mode=receiver` "

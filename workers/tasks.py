@@ -63,16 +63,21 @@ class GovsmsTask(Task):
     abstract = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._started_too_often():
-            self._bury(list(args[-1]) if args else [],
-                       f"poison: its worker died {MAX_STARTS} times on it")
+        starts = self._starts()
+        ids = list(args[-1]) if args else []
+        if starts > MAX_STARTS:
+            self._bury(ids, f"poison: its worker died {MAX_STARTS} times on it")
+            return None
+        if starts > 1 and len(ids) > 1:
+            self._split(args, ids)
             return None
         return super().__call__(*args, **kwargs)
 
-    def _started_too_often(self) -> bool:
+    def _starts(self) -> int:
+        """How often this attempt of the task has started, this time included."""
         request = self.request
         if not request.id:  # called directly, not by a worker
-            return False
+            return 1
         key = f"govsms:starts:{request.id}:{request.retries}"
         try:
             pipe = self.app.govsms.redis.pipeline()
@@ -80,8 +85,17 @@ class GovsmsTask(Task):
             pipe.expire(key, 3600)
             starts, _ = pipe.execute()
         except Exception:  # noqa: BLE001 - a counter we cannot keep must not stop the work
-            return False
-        return starts > MAX_STARTS
+            return 1
+        return int(starts)
+
+    def _split(self, args: tuple, ids: list[int]) -> None:
+        """A batch that is back after its worker died goes on as one task per message, so a
+        message that kills its worker is buried alone and the others of its batch go on."""
+        queue = (self.request.delivery_info or {}).get("routing_key") or INBOUND
+        log.warning("%s of %d messages is back after its worker died: one task each",
+                    self.name, len(ids))
+        for message_id in ids:
+            publish(self.app, self.name, [*args[:-1], [message_id]], queue=queue)
 
     def _bury(self, ids: list[int], reason: str) -> None:
         p = self.app.govsms.pipeline
@@ -173,6 +187,8 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
                                 ids, stale_s)
         if done.busy:  # another sender holds them: look again once its claim may have lapsed
             publish(app, DELIVER, [done.busy], queue=outbound_queue, countdown=stale_s)
+        if done.later:
+            publish(app, DELIVER, [done.later], queue=outbound_queue)
         if not done.retry:
             return
         if self.request.retries >= SEND_RETRIES:

@@ -26,19 +26,25 @@ class Sms:
 
 
 class TransportError(Exception):
-    """A send that did not go through; `retryable` says whether trying again may help."""
+    """A send that did not go through; `retryable` says whether trying again may help.
 
-    def __init__(self, reason: str, *, retryable: bool) -> None:
+    `in_doubt`: the operator may have taken the SMS all the same (its answer never
+    came), so sending it again may deliver it twice.
+    """
+
+    def __init__(self, reason: str, *, retryable: bool, in_doubt: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+        self.in_doubt = in_doubt
 
 
 class RateLimited(TransportError):
-    """The link's rate limit (ours or the operator's) holds the SMS back; always retryable."""
+    """The link holds the SMS back for `retry_after` seconds: its rate limit, the operator's,
+    or a submit answer still awaited. Always retryable, and not a failed attempt."""
 
-    def __init__(self, reason: str, *, retry_after: float) -> None:
-        super().__init__(reason, retryable=True)
+    def __init__(self, reason: str, *, retry_after: float, in_doubt: bool = False) -> None:
+        super().__init__(reason, retryable=True, in_doubt=in_doubt)
         self.retry_after = retry_after
 
 

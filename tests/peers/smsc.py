@@ -3,22 +3,28 @@
 smpp34 does the protocol (binds, sequence windows, enquire_link, PDU codec, a
 different implementation from the smpplib our transport uses); this module only
 decides what an operator's SMSC would: accept or refuse each submit_sm (with
-ESME_RTHROTTLED above a configured rate), record what arrived, and push
+ESME_RTHROTTLED above a configured rate), answer it late or never, send its
+delivery receipt before or after the answer, record what arrived, and push
 deliver_sm (MO or receipts) to a bound receiver, returning its deliver_sm_resp
 status. It runs on a free port in a thread with its own event loop, starts in
 milliseconds, and `deploy/ensure-peers` installs it.
+
+Its decisions run in Python, in the test's process: busy threads of the test
+(a load of HTTP posts) delay its answers by up to a hundred milliseconds, so a
+test that loads the gateway does it from another process, as real clients do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -28,6 +34,9 @@ from workers.embedded import free_port
 smpp34 = pytest.importorskip(
     "smpp34", reason="SMPP SERVER MISSING: the SMPP tests need the smpp34 package; "
                      "run deploy/ensure-peers (make test does)")
+
+NEVER = math.inf     # in `answer_after`: that submit_sm is never answered
+RECEIPT = 0x04       # esm_class of an SMSC delivery receipt
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +56,7 @@ class Submit:
     registered_delivery: int
     short_message: bytes
     status: int   # what the SMSC answered
+    message_id: str = ""   # the id it gave, when it took the message
 
     @property
     def concat(self) -> encoding.Concat | None:
@@ -65,12 +75,21 @@ class Submit:
 class Smsc:
     """An SMSC on 127.0.0.1:`port`: what it got in `submits`, who bound in `binds`."""
 
-    def __init__(self, *, throttle_tps: float | None = None) -> None:
+    def __init__(self, *, throttle_tps: float | None = None,
+                 receipts: Literal["before", "after"] | None = None) -> None:
         self.port = free_port()
         self.throttle_tps = throttle_tps
+        # A DELIVRD receipt for each message taken, pushed to the first receiver before
+        # or after the submit_sm_resp; None: no receipts (an SMSC that never sends one).
+        self.receipts = receipts
         self.submits: list[Submit] = []
         self.binds: list[tuple[str, str, bool]] = []   # (system_id, session_id, can_receive)
         self.refuse: deque[int] = deque()              # statuses to answer the next submits with
+        self.answer_after: deque[float] = deque()      # seconds before answering the next ones
+        self.answered: list[tuple[float, str]] = []    # (when, message id) of each answer sent
+        self.receipted: list[tuple[float, str, int]] = []   # (when, message id, resp status)
+        self.held: list[tuple[Any, int, str]] = []     # submits never answered (NEVER)
+        self._tasks: set[asyncio.Task] = set()
         self._esmes: dict[str, Any] = {}
         self._accepted_at: deque[float] = deque()
         self._loop = asyncio.new_event_loop()
@@ -119,17 +138,63 @@ class Smsc:
             status = smpp34.ESME_RTHROTTLED
         else:
             status = smpp34.ESME_ROK
+        message_id = ""
+        if status == smpp34.ESME_ROK:
+            self._accepted_at.append(now)
+            self._counter += 1
+            message_id = f"{self._counter:08X}"
         self.submits.append(Submit(
             time.time(), event.session_id, event.source_addr, event.source_addr_ton,
             event.source_addr_npi, event.destination_addr, event.dest_addr_ton,
             event.dest_addr_npi, event.esm_class, event.data_coding, event.registered_delivery,
-            bytes(event.short_message), status))
-        if status == smpp34.ESME_ROK:
-            self._accepted_at.append(now)
-            self._counter += 1
-            event.accept(message_id=f"{self._counter:08X}")
+            bytes(event.short_message), status, message_id))
+        delay = self.answer_after.popleft() if self.answer_after else 0.0
+        if delay or (message_id and self.receipts):
+            task = self._loop.create_task(self._answer_later(event, status, message_id, delay))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:   # at once, in this turn of the loop: the common case stays as fast as it can
+            self._answer(event, status, message_id)
+
+    def _answer(self, event: Any, status: int, message_id: str) -> None:
+        if message_id:
+            event.accept(message_id=message_id)
         else:
             event.reject(status)
+        self.answered.append((time.time(), message_id))
+
+    async def _answer_later(self, event: Any, status: int, message_id: str,
+                            delay: float) -> None:
+        if message_id and self.receipts == "before":
+            await self._receipt(event, message_id)
+        if delay == NEVER:
+            self.held.append((event, status, message_id))   # a dropped event gets answered
+            return
+        await asyncio.sleep(delay)
+        self._answer(event, status, message_id)
+        if message_id and self.receipts == "after":
+            await self._receipt(event, message_id)
+
+    async def _receipt(self, event: Any, message_id: str) -> None:
+        """Push a DELIVRD receipt for `message_id` to the first receiver bound, if any."""
+        if not self.receivers():
+            return
+        stamp = time.strftime("%y%m%d%H%M")
+        text = (f"id:{message_id} sub:001 dlvrd:001 submit date:{stamp} done date:{stamp} "
+                f"stat:DELIVRD err:000 text:")
+        response = await self.receivers()[0].deliver_sm(
+            event.source_addr, text.encode(), source_addr=event.destination_addr,
+            esm_class=RECEIPT)
+        self.receipted.append((time.time(), message_id, response.command_status))
+
+    def answer_held(self) -> None:
+        """Answer now the submits held without an answer (as an SMSC that catches up)."""
+        async def answer() -> None:
+            held, self.held = self.held, []
+            for event, status, message_id in held:
+                self._answer(event, status, message_id)
+
+        self._call(answer())
 
     def _call(self, coroutine: Any, timeout: float = 10) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
