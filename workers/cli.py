@@ -357,6 +357,31 @@ def bench(seconds: float, out: str) -> None:
 
 
 @main.command()
+@click.option("--out", default="docs/dashboard.png", show_default=True,
+              type=click.Path(dir_okay=False))
+@click.option("--seconds", default=180.0, show_default=True,
+              help="How long to run the gateway under load, when no --prometheus-url is given")
+@click.option("--prometheus-url", help="Draw from this Prometheus (scraping the gateway) instead")
+@click.option("--since", default=3600.0, show_default=True,
+              help="With --prometheus-url: how many seconds back from now to draw")
+def dashboard(out: str, seconds: float, prometheus_url: str | None, since: float) -> None:
+    """Draw the Grafana dashboard (deploy/grafana) to a PNG from Prometheus' data."""
+    from pathlib import Path
+
+    from workers import dashboard as board
+
+    if prometheus_url:
+        drawn = board.render(board.Prometheus(prometheus_url), time.time() - since, time.time(),
+                             Path(out))
+    else:
+        drawn = board.capture(Path(out), seconds)
+    for panel in drawn:
+        if panel.kind != "row":
+            click.echo(f"{panel.title:<42}{len(panel.series):>3} series")
+    click.echo(f"written: {out}")
+
+
+@main.command()
 @click.option("--to", "shortcode", help="The short code the text was sent to")
 @click.option("--jsonl", is_flag=True, help='Read {"to": ..., "text": ...} lines from stdin')
 @click.argument("text", required=False)

@@ -67,10 +67,16 @@ def open_dead_letters(conn: psycopg.Connection) -> int:
     return row[0]
 
 
-_INBOUND = "SELECT shortcode, coalesce(service, 'none'), count(*) FROM inbound GROUP BY 1, 2"
+# Counters must only grow, per label set: a message is counted once routed (its service
+# is known then and never changes), a reply once sent or failed, a send attempt as an
+# error once it is neither in progress ('sending') nor the one that succeeded.
+_INBOUND = """
+SELECT shortcode, coalesce(service, 'none'), count(*) FROM inbound WHERE state <> 'received'
+GROUP BY 1, 2
+"""
 _REPLIES = """
 SELECT coalesce(service, 'none'), coalesce(outcome, 'none'), state, count(*)
-FROM outbound GROUP BY 1, 2, 3
+FROM outbound WHERE state IN ('sent', 'failed') GROUP BY 1, 2, 3
 """
 _LATENCY = f"""
 SELECT {", ".join(f"count(*) FILTER (WHERE s <= {b})" for b in LATENCY_BUCKETS)},
@@ -81,7 +87,7 @@ FROM (SELECT extract(epoch FROM o.sent_at - coalesce(i.received_at, o.created_at
 """
 _DELIVERY = """
 SELECT count(*) FILTER (WHERE state = 'sent' AND sent_at > deadline),
-       coalesce(sum(attempts), 0) - count(*) FILTER (WHERE state = 'sent')
+       coalesce(sum(attempts), 0) - count(*) FILTER (WHERE state IN ('sent', 'sending'))
 FROM outbound
 """
 _DEAD = "SELECT task, count(*) FROM dead_letters GROUP BY task"
@@ -96,11 +102,11 @@ class GatewayCollector(Collector):
     def collect(self) -> Iterator:
         """Every series, read fresh."""
         with self._pool.connection() as conn:
-            inbound = CounterMetricFamily("govsms_inbound", "Inbound messages",
+            inbound = CounterMetricFamily("govsms_inbound", "Inbound messages, once routed",
                                           labels=["shortcode", "service"])
             for shortcode, service, n in conn.execute(_INBOUND):
                 inbound.add_metric([shortcode, service], n)
-            replies = CounterMetricFamily("govsms_replies", "Outbound SMS by outcome and state",
+            replies = CounterMetricFamily("govsms_replies", "SMS sent or failed, by outcome",
                                           labels=["service", "outcome", "state"])
             for service, outcome, state, n in conn.execute(_REPLIES):
                 replies.add_metric([service, outcome, state], n)
