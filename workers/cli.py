@@ -364,15 +364,18 @@ def bench(seconds: float, out: str) -> None:
 @click.option("--prometheus-url", help="Draw from this Prometheus (scraping the gateway) instead")
 @click.option("--since", default=3600.0, show_default=True,
               help="With --prometheus-url: how many seconds back from now to draw")
-def dashboard(out: str, seconds: float, prometheus_url: str | None, since: float) -> None:
+@click.option("--scrape-interval", default=30.0, show_default=True,
+              help="With --prometheus-url: its scrape interval (sets $__rate_interval)")
+def dashboard(out: str, seconds: float, prometheus_url: str | None, since: float,
+              scrape_interval: float) -> None:
     """Draw the Grafana dashboard (deploy/grafana) to a PNG from Prometheus' data."""
     from pathlib import Path
 
     from workers import dashboard as board
 
     if prometheus_url:
-        drawn = board.render(board.Prometheus(prometheus_url), time.time() - since, time.time(),
-                             Path(out))
+        drawn = board.render(board.Prometheus(prometheus_url, scrape_interval),
+                             time.time() - since, time.time(), Path(out))
     else:
         drawn = board.capture(Path(out), seconds)
     for panel in drawn:

@@ -51,7 +51,8 @@ class Series:
         return next((v for v in reversed(self.values) if not math.isnan(v)), None)
 
     def peak(self) -> float | None:
-        finite = [v for v in self.values if not math.isnan(v)]
+        """The highest finite value (a quantile past the last bucket is +Inf)."""
+        finite = [v for v in self.values if math.isfinite(v)]
         return max(finite) if finite else None
 
 
@@ -115,6 +116,8 @@ def fmt(value: float | None, unit: str | None, decimals: int | None = None) -> s
     """A value as Grafana shows it in `unit`."""
     if value is None or math.isnan(value):
         return "No data"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
     if unit == "percentunit":
         return f"{value * 100:.{2 if decimals is None else decimals}f}%"
     if unit == "s":
