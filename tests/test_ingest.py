@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 
 import psycopg
@@ -17,6 +19,7 @@ from workers.ingest import create_app
 from workers.settings import Settings
 
 TOKEN = {"X-Bridge-Token": SECRET}
+STALL_S = 12.0  # longer than the ingest's publish may take on a stalled broker (about 6 s)
 KANNEL = {"from": "87011234567", "to": "1414", "text": "Техосмотр 123ABC01", "id": "k-1",
           "smsc": "beeline"}
 
@@ -129,6 +132,39 @@ def test_with_redis_stopped_the_bridge_gets_503(settings, conn, tmp_path):
                                                              "token": SECRET})
             assert kannel.status_code == 503
     finally:
+        server.kill()
+        server.wait()
+
+
+def test_with_redis_stalled_the_bridge_gets_503_before_it_resumes(settings, conn, tmp_path):
+    """A stalled broker (SIGSTOP: connections open, no answers) must not hold the bridge."""
+    spec = embedded.redis_spec(tmp_path)
+    server = subprocess.Popen(spec.argv, stdout=subprocess.DEVNULL)
+    answers: list[int] = []
+    try:
+        embedded.wait_ready(spec, lambda: server.poll() is None)
+        own = settings.model_copy(update={"redis_url": spec.url})
+        with TestClient(create_app(own)) as test_client:
+            def post() -> None:
+                answers.append(test_client.post("/v1/messages/inbound", headers=TOKEN,
+                                                json={**KANNEL, "id": "stall-1"}).status_code)
+
+            assert test_client.post("/v1/messages/inbound", json=KANNEL,
+                                    headers=TOKEN).status_code == 202
+            server.send_signal(signal.SIGSTOP)
+            during = threading.Thread(target=post)
+            during.start()
+            during.join(STALL_S)
+            server.send_signal(signal.SIGCONT)
+            during.join()
+            assert answers == [503]  # answered while Redis was still stopped
+            # It was kept all the same: the bridge's retry finds it and enqueues it again.
+            kept = conn.execute("SELECT state FROM inbound WHERE external_id = 'stall-1'")
+            assert kept.fetchone() == ("received",)
+            post()
+            assert answers == [503, 202]
+    finally:
+        server.send_signal(signal.SIGCONT)
         server.kill()
         server.wait()
 

@@ -84,8 +84,9 @@ class Runtime:
                                                         redis_url=self.settings.redis_url))
 
 
-def create_app(settings: Settings) -> Celery:
-    """A Celery app for `settings`, with every task registered."""
+def create_app(settings: Settings, *, broker_timeout_s: float = 5.0) -> Celery:
+    """A Celery app for `settings`, with every task registered; `broker_timeout_s` bounds
+    each read from Redis (the ingest's is shorter: a bridge waits on its publish)."""
     app = Celery("govsms", broker=settings.redis_url, set_as_current=False)
     services = _services(settings)
     app.conf.update(
@@ -105,12 +106,13 @@ def create_app(settings: Settings) -> Celery:
             "unacked_restore_interval": 5,
             "unacked_restore_throttle": 1,
             "socket_connect_timeout": 2,
-            "socket_timeout": 5,
+            "socket_timeout": broker_timeout_s,
         },
         broker_connection_retry_on_startup=True,
         task_time_limit=max(settings.visibility_timeout - 5, 5),
         task_soft_time_limit=max(settings.visibility_timeout - 10, 3),
-        # Publishing gives up fast, so the ingest can answer 503 while the bridge still waits.
+        # Publishing gives up after a few tries; tasks and the ingest give up sooner still
+        # (tasks.PUBLISH_RETRY): what is recorded but not enqueued is the reconciler's.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
                                    "interval_step": 0.2, "interval_max": 0.5},
         task_default_queue=INBOUND,

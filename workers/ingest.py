@@ -40,13 +40,16 @@ from workers.limits import RateLimiter
 from workers.logs import correlation
 from workers.settings import Settings
 from workers.status import GatewayCollector
-from workers.tasks import DISPATCH
+from workers.tasks import DISPATCH, publish
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 10_000
 MAX_BATCH = 500
 BACKLOG_CHECK_S = 1.0
+# Each read from Redis while publishing: with the tasks' retry policy, a stalled broker
+# gets the bridge its 503 within about 6 s, long before it gives up on the request.
+BROKER_TIMEOUT_S = 2.0
 # Kannel's delivery report types (its `%d`) as delivery states.
 KANNEL_DLR = {1: "delivered", 2: "undeliverable", 4: "enroute", 8: "accepted", 16: "rejected"}
 DEFAULT_SOURCE = "http"
@@ -123,12 +126,8 @@ class Ingest:
             raise Unavailable("message store unavailable") from error
         # A repeat of a message not yet picked up may be one whose first enqueue failed.
         ids = [r.id for r in results if r.new or r.state == "received"]
-        if ids:
-            try:
-                self.celery.send_task(DISPATCH, args=[ids], queue=INBOUND)
-            except Exception as error:  # kombu and redis raise several unrelated types
-                log.error("cannot enqueue %d inbound: %s", len(ids), type(error).__name__)
-                raise Unavailable("queue unavailable") from error
+        if ids and not publish(self.celery, DISPATCH, [ids], queue=INBOUND):
+            raise Unavailable("queue unavailable")
         for row, result in zip(rows, results, strict=True):
             log.info("inbound %s from %s to %s%s", result.id, mask_digits(row.sender), row.shortcode,
                      "" if result.new else " (repeat)", extra=correlation(result.id))
@@ -237,7 +236,7 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = db.create_pool(settings.database_url or "", max_size=10, name="ingest",
                               statement_timeout_ms=settings.statement_timeout_ms)
-        broker = celery or create_celery(settings)
+        broker = celery or create_celery(settings, broker_timeout_s=BROKER_TIMEOUT_S)
         limits = redis.Redis.from_url(settings.redis_url or "", socket_timeout=2,
                                       socket_connect_timeout=2)
         app.state.ingest = Ingest(settings, pool, broker)

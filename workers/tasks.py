@@ -183,8 +183,11 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         # A claim older than the visibility timeout (longer than any task may run) is a
         # sender that died between its submit and the record of it.
         stale_s = runtime.settings.visibility_timeout
+        # The batch starts no part after a third of its soft time limit, so the part then
+        # in flight ends inside it: a limit hit mid-submit would fail the batch's parts.
+        budget_s = min(pipeline.DELIVER_BUDGET_S, (self.app.conf.task_soft_time_limit or 30) / 3)
         done = pipeline.deliver(runtime.pipeline.pool, runtime.transport, runtime.pipeline.sealer,
-                                ids, stale_s)
+                                ids, stale_s, budget_s)
         if done.busy:  # another sender holds them: look again once its claim may have lapsed
             publish(app, DELIVER, [done.busy], queue=outbound_queue, countdown=stale_s)
         if done.later:

@@ -104,9 +104,11 @@ def restart_worker(gw: Gateway, name: str, n: int) -> str:
 def test_outbound_killed_between_submit_and_record_loses_nothing_flags_duplicates(
         redis_server_own, gateway_on, smsbox_factory, conn):
     box = smsbox_factory(delay_s=1.5)
+    # One sending process: each crash then cuts short at most one submit, as the bound
+    # below counts (with two, a crash can catch two SMS in the SMSC's hands).
     gw = gateway_on(redis_server_own.spec.url, transport=box.url, beat=True,
                     GOVSMS_VISIBILITY_TIMEOUT="6", GOVSMS_RECONCILE_EVERY_S="2",
-                    GOVSMS_RECONCILE_AFTER_S="10")
+                    GOVSMS_RECONCILE_AFTER_S="10", GOVSMS_CONCURRENCY="1")
     messages = ids("crash", 8)
     post(gw, messages, Posted())
     name, crashes = "worker-outbound", 0
