@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -72,6 +75,25 @@ def retry_refused(gw: Gateway, posted: Posted, all_ids: list[str], *, rounds: in
         post(gw, todo, posted, rate=rate, bodies=bodies)
         if posted.refused:
             time.sleep(1)
+
+
+def signal_worker(gw: Gateway, name: str, sig: signal.Signals) -> None:
+    """Send `sig` to a worker and its pool processes."""
+    main = gw.processes[name]
+    proc = Path(f"/proc/{main.pid}/task/{main.pid}/children")
+    children = [int(p) for p in proc.read_text().split()] if proc.exists() else []
+    for pid in [main.pid, *children]:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def answered(conn: psycopg.Connection, external_id: str) -> bool:
+    """True once the message of `external_id` has a reply sent."""
+    return conn.execute("SELECT 1 FROM inbound i JOIN outbound o ON o.inbound_id = i.id "
+                        "WHERE i.external_id = %s AND o.state = 'sent'",
+                        (external_id,)).fetchone() is not None
 
 
 def ids(prefix: str, n: int) -> list[str]:

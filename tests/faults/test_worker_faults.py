@@ -3,7 +3,6 @@ than the visibility timeout, a poison message, PostgreSQL stopped under load."""
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -20,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e import Gateway, wait_for
 from tests.faults.conftest import Server
-from tests.faults.load import Posted, all_answered, ids, outcome, post, retry_refused
+from tests.faults.load import Posted, all_answered, ids, outcome, post, retry_refused, signal_worker
 from tests.test_services import load_personas
 from workers import db, embedded
 from workers.embedded import free_port
@@ -82,15 +81,8 @@ def smsbox_factory() -> Iterator:
 
 def kill_worker(gw: Gateway, name: str) -> None:
     """kill -9 a worker and its pool processes, as a machine that loses power would."""
-    main = gw.processes[name]
-    children = [int(p) for p in Path(f"/proc/{main.pid}/task/{main.pid}/children")
-                .read_text().split()] if Path(f"/proc/{main.pid}").exists() else []
-    for pid in [main.pid, *children]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    main.wait()
+    signal_worker(gw, name, signal.SIGKILL)
+    gw.processes[name].wait()
 
 
 def restart_worker(gw: Gateway, name: str, n: int) -> str:
