@@ -65,7 +65,6 @@ def test_redis_killed_and_restarted_loses_nothing_and_workers_resume(
     time.sleep(1.0)
     redis_server_own.kill()
     time.sleep(2.0)
-    before = outcome(gw, conn).sms_sent
     redis_server_own.start()
     restarted = time.monotonic()
     # Resumed: a message taken after the restart is answered by the same worker processes.
@@ -74,7 +73,6 @@ def test_redis_killed_and_restarted_loses_nothing_and_workers_resume(
     wait_for(lambda: answered(conn, probe[0]), 30, "the workers to resume")
     resumed_s = time.monotonic() - restarted
     assert not [name for name, p in gw.processes.items() if p.poll() is not None]
-    assert outcome(gw, conn).sms_sent > before
     load.join()
     retry_refused(gw, posted, messages)
     wait_for(lambda: all_answered(gw, conn, len(messages)), 90, "every message answered")
