@@ -51,3 +51,22 @@ def test_the_peak_of_a_series_ignores_what_is_not_finite():
     series = Series("p99", [1.0, 2.0, 3.0], [0.2, math.inf, math.nan])
     assert series.peak() == 0.2
     assert series.last() == math.inf
+
+
+def test_a_stat_whose_value_is_past_the_last_bucket_still_draws():
+    """A p95 beyond the histogram's last bound is +Inf: the panel shows it, the drawing goes on."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from workers.dashboard import _stat
+
+    fig, frame = plt.subplots()
+    try:
+        _stat(frame, [Series("p95", [1.0, 2.0, 3.0], [0.2, 0.4, math.inf])], {"unit": "s"})
+        fig.canvas.draw()
+        assert [t.get_text() for t in frame.texts] == ["+Inf"]
+        assert all(math.isfinite(v) for v in frame.get_ylim())
+    finally:
+        plt.close(fig)

@@ -197,7 +197,7 @@ def _stat(frame: Any, series: list[Series], defaults: dict) -> None:
         s = series[0]
         frame.fill_between(s.times, s.values, color=color, alpha=0.18, linewidth=0)
         frame.plot(s.times, s.values, color=color, linewidth=1, alpha=0.6)
-        finite = [v for v in s.values if not math.isnan(v)] or [0.0]
+        finite = [v for v in s.values if math.isfinite(v)] or [0.0]
         low, high = min(finite), max(finite)
         frame.set_ylim(low - (high - low or 1) * 0.1, high + (high - low or 1) * 1.6)
         frame.set_xlim(s.times[0], s.times[-1])
