@@ -13,16 +13,20 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import wait_for
-from tests.faults.load import Posted, all_answered, ids, outcome, post, realistic, retry_refused
+from tests.faults.load import (
+    Posted,
+    all_answered,
+    ids,
+    outcome,
+    post,
+    realistic,
+    retry_refused,
+    signal_worker,
+)
 from workers import demo, extracts
 from workers.run import processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
-
-
-def _pool_children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def _kill_and_restart(gw, name: str, generation: Counter) -> bool:
@@ -30,11 +34,7 @@ def _kill_and_restart(gw, name: str, generation: Counter) -> bool:
     process = gw.processes[name]
     if process.poll() is not None:
         return False
-    for pid in [process.pid, *_pool_children(process.pid)]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    signal_worker(gw, name, signal.SIGKILL)
     process.wait()
     base = name.split("#")[0]
     generation[base] += 1
