@@ -26,7 +26,7 @@ from workers.settings import Settings
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_REDIS = "redis://127.0.0.1:6379"
-SECRET = "test-bridge-secret"
+SECRET = "test-bridge-secret-0123456789abcdef0123"
 KEY = "test-secret-key-0123456789abcdef0123456789"
 # Tables emptied between tests, children first.
 TABLES = ("dead_letters", "outbound", "inbound", "mbg.subscribers", "persons.individuals",

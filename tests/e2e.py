@@ -21,7 +21,7 @@ from workers.embedded import free_port
 from workers.run import processes
 from workers.settings import ApiClient, Settings
 
-PORTAL_SECRET = "e2e-portal-secret-0123456789"
+PORTAL_SECRET = "e2e-portal-secret-0123456789abcdef0123"
 
 
 def wait_for(check: Callable[[], Any], timeout_s: float = 20.0, what: str = "condition") -> Any:

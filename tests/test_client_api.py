@@ -23,7 +23,7 @@ from workers.cli import main
 from workers.ingest import create_app
 from workers.settings import ApiClient, Settings
 
-PORTAL, PARTNER = "portal-secret-0123456789", "partner-secret-0123456789"
+PORTAL, PARTNER = "portal-secret-0123456789abcdef0123", "partner-secret-0123456789abcdef012"
 PHONE, OTHER_PHONE, IIN = "+77011234567", "+77017654321", "880102300452"
 T0 = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
 

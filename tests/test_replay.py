@@ -443,10 +443,13 @@ def _send_items(conn: psycopg.Connection, run_id: int) -> list[tuple[str, int | 
 
 def test_send_sends_each_once_also_when_stopped_and_resumed(gw, db, tmp_path):
     log = tmp_path / "send.csv"
-    rows = [(persona.phone, text) for persona, text, _ in demo.EXAMPLES] * 2
+    # Enough rows that at 8/s the run lasts about 25 s: it is stopped after 10, however slow
+    # or fast the machine; the resume then sends the rest at a higher rate.
+    rows = [(persona.phone, text) for persona, text, _ in demo.EXAMPLES] * 12
+    start = dt.datetime(2026, 11, 22, 1, tzinfo=dt.UTC)
     log.write_text("received_at,from,to,text\n" + "".join(
-        f'2026-11-22T01:00:{n:02d}Z,{phone},1414,"{text}"\n'
-        for n, (phone, text) in enumerate(rows)))
+        f'{(start + dt.timedelta(seconds=n)).isoformat().replace("+00:00", "Z")},{phone},1414,'
+        f'"{text}"\n' for n, (phone, text) in enumerate(rows)))
     command = [sys.executable, "-m", "workers.replay_cli", "replay", "--send", "--rate", "8",
                str(log)]
     env = {**gw.env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -470,7 +473,7 @@ def test_send_sends_each_once_also_when_stopped_and_resumed(gw, db, tmp_path):
                              "WHERE run_id = %s AND state = 'done' ORDER BY id", (run_id,)
                              ).fetchall()
 
-    result = _cli(gw, replay, "--resume", str(run_id))
+    result = _cli(gw, replay, "--resume", str(run_id), "--rate", "200")
     assert f"{len(rows)} sent" in result.stderr
     items = _send_items(db, run_id)
     assert {state for state, _ in items} == {"done"}

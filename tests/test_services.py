@@ -14,9 +14,13 @@ import psycopg
 import pytest
 
 from tests.test_pipeline import make_pipeline
+from parsers import Command
+from services import tech_inspection
+from services.handler import Request
 from workers import demo, extracts, messages, pipeline
 
-TODAY = dt.date.today()
+# The service's own clock: the day in Kazakhstan, where the date changes at 19:00 UTC.
+TODAY = dt.datetime.now(tech_inspection.KAZAKHSTAN).date()
 SEED = {
     "common.service_not_found": "Servis ne naiden. Isprav'te vash tekst.",
     "tech_inspection.not_in_mbg": "Vi ne mozhete poluchit spravku, Vas net v mobilnoi baze "
@@ -111,6 +115,20 @@ def test_an_inspection_is_valid_through_its_last_day(conn, p):
     pipeline.answer(p, "tech_inspection", [inbound_id])
     outcome, = conn.execute("SELECT outcome FROM outbound").fetchone()
     assert outcome == "valid"
+
+
+@pytest.mark.parametrize(("received_utc", "outcome"), [
+    ("2026-03-10T18:59:59+00:00", "valid"),     # 23:59:59 in Astana: the last day
+    ("2026-03-10T19:00:00+00:00", "expired"),   # midnight in Astana, still the 10th in UTC
+    ("2026-03-09T20:00:00+00:00", "valid"),
+])
+def test_the_last_day_is_counted_in_kazakhstan_time(conn, received_utc, outcome):
+    load_personas(conn)
+    conn.execute("UPDATE vehicles.inspections SET valid_from = '2025-03-11', "
+                 "valid_to = '2026-03-10' WHERE plate = '123ABC01'")
+    request = Request(demo.AIGERIM.phone, Command("tech_inspection", {"plate": "123ABC01"}),
+                      dt.datetime.fromisoformat(received_utc))
+    assert tech_inspection.handle(conn, request).outcome == outcome
 
 
 def test_a_child_missing_from_the_register_is_not_valid(conn, p):
