@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,6 +18,7 @@ from tests.peers.smsc import Smsc, running_smsc, smpp34
 from workers.smpp_ingest import SmppReceiver
 
 RX_T_APPN = 0x64
+ROK = 0
 RECEIPT = 0x04
 UDHI = 0x40
 
@@ -27,7 +30,9 @@ class Door:
     messages: list[tuple[str, str, str, str]] = field(default_factory=list)
     receipts: list[tuple[str, str]] = field(default_factory=list)
     attempts: list[str] = field(default_factory=list)   # external ids offered, taken or not
+    dead: list[str] = field(default_factory=list)       # reasons of the dead letters kept
     failing: bool = False
+    dead_failing: bool = False
 
     def on_message(self, sender: str, shortcode: str, text: str, external_id: str) -> None:
         self.attempts.append(external_id)
@@ -39,6 +44,11 @@ class Door:
         if self.failing:
             raise RuntimeError("message store unavailable")
         self.receipts.append((message_id, state))
+
+    def on_dead_letter(self, reason: str) -> None:
+        if self.dead_failing:
+            raise RuntimeError("message store unavailable")
+        self.dead.append(reason)
 
 
 @pytest.fixture
@@ -53,7 +63,8 @@ def door() -> Door:
 
 @pytest.fixture
 def receiver(smsc: Smsc, door: Door) -> Iterator[SmppReceiver]:
-    rx = SmppReceiver(door.on_message, door.on_receipt, part_timeout_s=0.5)
+    rx = SmppReceiver(door.on_message, door.on_receipt, part_timeout_s=0.5,
+                      on_dead_letter=door.on_dead_letter)
     # Transceiver: smpp34 1.5.0 refuses a receiver's deliver_sm_resp (generic_nack
     # ESME_RINVCMDID, and waits on), though SMPP 3.4 table 2-1 allows it; see the test below.
     config = SmppConfig.from_url(f"smpp://govsms-rx:pw@127.0.0.1:{smsc.port}?mode=transceiver")
@@ -198,3 +209,129 @@ def test_a_transceiver_without_a_receiver_refuses_deliveries_for_later(smsc):
     assert _mo(smsc, encoding.encode_gsm7("hello")) == RX_T_APPN
     transport.close()
 
+
+
+# --- hostile deliver_sm: taken as a dead letter, never refused for ever --------------------
+
+@pytest.mark.parametrize(("payload", "what"), [
+    (b"\x05\x00\x03\x07", "UDH longer than the message"),
+    (b"\x05\x00\x03\x07\x02", "UDH longer than the message"),
+    (b"\x03\x00\x05\x07hello", "an element overrunning the UDH"),
+    (b"\x05\x00\x03\x07\x02\x00hello", "part 0"),
+    (b"\x05\x00\x03\x07\x02\x03hello", "part 3 of 2"),
+])
+def test_a_truncated_or_inconsistent_udh_is_taken_as_a_dead_letter(smsc, door, receiver,
+                                                                     payload, what):
+    for _ in range(3):   # the SMSC's redeliveries, had it been refused
+        assert _mo(smsc, payload, 0, UDHI) == ROK, what
+        if door.dead:
+            break
+    assert len(door.dead) == 1 and "UDH" in door.dead[0]
+    assert "+7701***4567" in door.dead[0] and "77011234567" not in door.dead[0]
+    assert door.messages == [] and door.attempts == []
+    assert receiver.refused == 1
+
+
+@pytest.mark.parametrize("source", ["", "7701\x01234567", "\x1b[31m"])
+def test_an_empty_or_control_character_sender_is_taken_as_a_dead_letter(smsc, door, receiver,
+                                                                         source):
+    status = smsc.deliver(source, "1414", encoding.encode_gsm7("hello"), source_addr_ton=1)
+    assert status == ROK
+    [reason] = door.dead
+    assert "sender" in reason and "\x1b" not in reason and "\x01" not in reason
+    assert door.attempts == []
+
+
+def test_255_parts_over_the_length_limit_are_one_dead_letter(smsc, door, receiver):
+    part = encoding.encode("Ж" * 67, "ucs2")      # 255 x 67 characters: over 10,000
+    statuses = [_mo(smsc, encoding.concat_udh(0x42, 255, n) + part, 8, UDHI)
+                for n in range(1, 256)]
+    assert set(statuses) == {ROK}
+    assert len(door.dead) == 1 and "long" in door.dead[0]
+    assert door.attempts == [] and receiver.waiting == 0
+
+
+def test_a_dead_letter_that_cannot_be_kept_is_refused_for_later(smsc, door, receiver):
+    door.dead_failing = True
+    assert _mo(smsc, b"\x05\x00\x03\x07", 0, UDHI) == RX_T_APPN
+    door.dead_failing = False
+    assert _mo(smsc, b"\x05\x00\x03\x07", 0, UDHI) == ROK
+    assert len(door.dead) == 1
+
+
+def test_a_message_the_door_finds_invalid_is_a_dead_letter_not_a_retry(smsc, door):
+    def invalid(sender: str, shortcode: str, text: str, external_id: str) -> None:
+        door.attempts.append(external_id)
+        raise ValueError("text too long")    # the ingest's validation (pydantic: a ValueError)
+
+    rx = SmppReceiver(invalid, door.on_receipt, on_dead_letter=door.on_dead_letter)
+    assert rx.handle(_pdu(encoding.encode_gsm7("hello"))) == ROK
+    assert len(door.attempts) == 1 and len(door.dead) == 1
+    assert "text too long" in door.dead[0]
+
+
+# --- the parts waiting: bounded in count and age (a frozen clock, no SMSC) -----------------
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _pdu(payload: bytes, *, source: str = "77011234567", esm_class: int = 0,
+         data_coding: int = 0) -> SimpleNamespace:
+    """A deliver_sm as smpplib parses it (the receiver reads only these attributes)."""
+    return SimpleNamespace(source_addr=source.encode(), source_addr_ton=1,
+                           destination_addr=b"1414", esm_class=esm_class,
+                           data_coding=data_coding, short_message=payload)
+
+
+def _first_part(reference: int, source: str = "77011234567") -> SimpleNamespace:
+    return _pdu(encoding.concat_udh(reference, 2, 1) + encoding.encode_gsm7("part one "),
+                source=source, esm_class=UDHI)
+
+
+def test_the_oldest_incomplete_mo_is_dropped_past_the_count_bound(door, caplog):
+    clock = Clock()
+    rx = SmppReceiver(door.on_message, door.on_receipt, max_waiting=3, clock=clock)
+    for n in range(5):
+        clock.now += 1
+        assert rx.handle(_first_part(n, source=f"7701123{n:04d}")) == ROK
+    assert rx.waiting == 3 and rx.dropped == 2
+    # The newest three are the ones kept: their second parts still complete them.
+    second = encoding.concat_udh(4, 2, 2) + encoding.encode_gsm7("two")
+    assert rx.handle(_pdu(second, source="77011230004", esm_class=UDHI)) == ROK
+    assert [m[2] for m in door.messages] == ["part one two"]
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 2 and "+7701***0000" in dropped[0]
+    assert not any("77011230000" in r.getMessage() for r in caplog.records)
+
+
+def test_an_incomplete_mo_that_cannot_be_handed_over_is_dropped_at_its_age_bound(door, caplog):
+    clock = Clock()
+    rx = SmppReceiver(door.on_message, door.on_receipt, part_timeout_s=60, max_age_s=600,
+                      clock=clock)
+    rx.handle(_first_part(1))
+    door.failing = True
+    with caplog.at_level(logging.WARNING):
+        for _ in range(9):           # the store down: kept and tried again on every tick
+            clock.now += 60
+            rx.flush()
+        assert rx.waiting == 1 and rx.dropped == 0
+        clock.now += 61              # past 600 s since its first part
+        rx.flush()
+    assert rx.waiting == 0 and rx.dropped == 1
+    assert any("dropped" in r.getMessage() and "+7701***4567" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_messages_whose_callable_failed_are_remembered_within_the_count_bound(door):
+    rx = SmppReceiver(door.on_message, door.on_receipt, max_waiting=2)
+    door.failing = True
+    for n in range(4):
+        assert rx.handle(_pdu(encoding.encode_gsm7(f"text {n}"))) == RX_T_APPN
+    assert len(rx._failed) == 2

@@ -76,8 +76,12 @@ def smpp_ingest() -> None:
         with pool.connection() as conn:
             messages.record_receipt(conn, message_id, state)
 
+    def on_dead_letter(reason: str) -> None:
+        with pool.connection() as conn:
+            messages.add_dead_letter(conn, task="smpp-ingest", reason=reason)
+
     try:
-        serve(settings.smpp_receiver, on_message, on_receipt)
+        serve(settings.smpp_receiver, on_message, on_receipt, on_dead_letter=on_dead_letter)
     except psycopg.Error as error:
         raise click.ClickException(f"message store: {error}") from error
     finally:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ import httpx
 import psycopg
 import pytest
 
+from replies import encoding
 from replies.transports.smpp import SmppConfig, SmppTransport
 from tests.e2e import PORTAL_SECRET, Gateway, wait_for
 from tests.peers.smsc import NEVER, Smsc, running_smsc
@@ -337,3 +341,51 @@ def test_gateway_a_receipt_that_never_comes_leaves_the_part_sent(
     print(f"\n[fault] gateway, no receipt ever: submits={len(smsc.submits)} "
           f"state={row['state']} delivery={row['delivery']} waited_s=8")
     assert len(smsc.submits) == 1 and (row["state"], row["delivery"]) == ("sent", None)
+
+
+# --- the `govsms smpp-ingest` process against hostile deliver_sm ----------------------------
+
+@pytest.fixture
+def smpp_ingest(smsc: Smsc, settings, tmp_path) -> Iterator[subprocess.Popen]:
+    """`govsms smpp-ingest` as its own process, bound to the test SMSC."""
+    env = {**os.environ, "GOVSMS_DATABASE_URL": settings.database_url,
+           "GOVSMS_REDIS_URL": settings.redis_url, "GOVSMS_DATA_DIR": str(tmp_path),
+           "GOVSMS_BRIDGE_SECRET": settings.bridge_secret.get_secret_value(),
+           "GOVSMS_SECRET_KEY": settings.secret_key.get_secret_value(),
+           "GOVSMS_INGEST_MAX_BACKLOG": "0",
+           # Transceiver: smpp34 never takes a receiver's deliver_sm_resp (test_smpp_ingest).
+           "GOVSMS_SMPP_RECEIVER": f"smpp://govsms-rx:pw@127.0.0.1:{smsc.port}"
+                                   "?mode=transceiver"}
+    with open(tmp_path / "smpp-ingest.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "workers.cli", "smpp-ingest"],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        smsc.wait_for_receiver(30)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_hostile_deliver_sm_becomes_dead_letters_and_the_link_goes_on(conn, smsc, smpp_ingest):
+    mo = {"source_addr_ton": 1, "data_coding": 0}
+    statuses = [
+        smsc.deliver("77011234567", "1414", b"\x05\x00\x03\x07", esm_class=0x40, **mo),
+        smsc.deliver("", "1414", encoding.encode_gsm7("hello"), **mo),
+        smsc.deliver("7701\x01234567", "1414", encoding.encode_gsm7("hello"), **mo),
+    ]
+    part = encoding.encode("Ж" * 67, "ucs2")
+    statuses += [smsc.deliver("77011234567", "1414", encoding.concat_udh(9, 255, n) + part,
+                              source_addr_ton=1, data_coding=8, esm_class=0x40)
+                 for n in range(1, 256)]
+    statuses.append(smsc.deliver("77011234567", "1414", encoding.encode_gsm7("techosmotr"),
+                                 **mo))
+    letters = conn.execute("SELECT task, reason, inbound_id, outbound_id FROM dead_letters "
+                           "ORDER BY id").fetchall()
+    inbound = conn.execute("SELECT sender, text FROM inbound").fetchall()
+    print(f"\n[fault] hostile deliver_sm: answers={sorted(set(statuses))} "
+          f"dead_letters={len(letters)} inbound={len(inbound)}")
+    assert set(statuses) == {0}          # nothing left for the SMSC to deliver again
+    assert [(t, i, o) for t, _, i, o in letters] == [("smpp-ingest", None, None)] * 4
+    assert all("77011234567" not in reason for _, reason, _, _ in letters)
+    assert inbound == [("+77011234567", "techosmotr")]
