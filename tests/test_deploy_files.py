@@ -225,7 +225,7 @@ SECRET_NAMES = set().union(*SECRETS.values()) | {"POSTGRES_PASSWORD", "REDIS_PAS
 
 
 def _secrets_of(name: str) -> set[str]:
-    return SECRETS["svc" if name.startswith(("worker-svc", "govsms-svc")) else name]
+    return SECRETS["svc" if name.startswith(("worker-svc", "svc-")) else name]
 
 
 def test_compose_gives_each_container_only_its_secrets_and_drops_its_privileges():
