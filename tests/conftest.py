@@ -31,7 +31,7 @@ KEY = "test-secret-key-0123456789abcdef0123456789"
 # Tables emptied between tests, children first.
 TABLES = ("dead_letters", "outbound", "inbound", "mbg.subscribers", "persons.individuals",
           "housing.queue", "vehicles.inspections", "kindergarten.queue", "accounts.citizens",
-          "otp.codes", "receipts")
+          "otp.codes", "receipts", "otp.failures", "mbg.changes", "api.usage", "api.idempotency")
 
 
 def _postgres_answers(url: str) -> bool:

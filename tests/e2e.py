@@ -52,8 +52,8 @@ class Gateway:
                 "GOVSMS_TRANSPORT": s.transport_url, "GOVSMS_HTTP_PORT": str(s.http_port),
                 "GOVSMS_BRIDGE_SECRET": s.secret(), "GOVSMS_SECRET_KEY": s.key(),
                 "GOVSMS_API_CLIENTS": json.dumps({
-                    name: {"secret": c.secret.get_secret_value(), "senders": c.senders,
-                           "manages_accounts": c.manages_accounts}
+                    name: {**c.model_dump(exclude={"secret"}),
+                           "secret": c.secret.get_secret_value()}
                     for name, c in s.api_clients.items()}),
                 **({"GOVSMS_SMPP_RECEIVER": s.smpp_receiver} if s.smpp_receiver else {}),
                 **self.env_extra}
@@ -133,7 +133,8 @@ def running_gateway(settings: Settings, folder: Path, **env: str) -> Iterator[Ga
 
 def gateway_settings(database_url: str, redis_url: str, data_dir: Path, secret: str) -> Settings:
     """Settings for a gateway under test: its own port and outbox."""
-    portal = ApiClient(secret=PORTAL_SECRET, senders=["1414", "EGOV"], manages_accounts=True)
+    portal = ApiClient(secret=PORTAL_SECRET, senders=["1414", "EGOV"], manages_accounts=True,
+                       links_numbers=True)
     return Settings(database_url=database_url, redis_url=redis_url, data_dir=data_dir,
                     bridge_secret=secret, secret_key=KEY, http_port=free_port(),
                     api_clients={"portal": portal},

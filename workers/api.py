@@ -1,20 +1,26 @@
 """The client API: one-time codes, outbound messages and account events for the portal and partners.
 
 Clients authenticate with `Authorization: Bearer <secret>` (GOVSMS_API_CLIENTS); each
-may send only from its own sender ids. Every SMS goes through the same outbound
-worker, retries and SLA accounting as replies.
+may send only from its own sender ids, only to mobile numbers of the gateway's countries
+(and those its entry adds), within a daily quota of messages and parts. Every SMS goes
+through the same outbound worker, retries and SLA accounting as replies.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
+import json
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+import phonenumbers
+import psycopg
 from celery import Celery
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -27,7 +33,7 @@ from replies.templates import Templates
 from services import otp
 from services.handler import Reply
 from services.phones import to_e164
-from services.stores import accounts
+from services.stores import accounts, clients
 from workers import messages
 from workers.celery_app import BULK, OUTBOUND
 from workers.limits import RateLimiter
@@ -38,7 +44,9 @@ from workers.tasks import DELIVER, publish
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
-PHONE_WINDOW_S, CLIENT_WINDOW_S = 600, 60
+PHONE_WINDOW_S, CLIENT_WINDOW_S, USER_WINDOW_S = 600, 60, 600
+# Numbers an SMS may go to: where the type cannot be told apart, as in the US, it may be mobile.
+MOBILE = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
 
 def utc_now() -> dt.datetime:
@@ -61,6 +69,8 @@ class ClientApi:
         key = self.settings.key()
         self.sealer = Sealer(key)
         self.otp_key = derive(key, "govsms/otp-code")
+        self.audit_key = derive(key, "govsms/mbg-audit")
+        self.body_key = derive(key, "govsms/idempotency-body")
 
     def deliver(self, outbound_ids: list[int], queue: str = OUTBOUND) -> None:
         """Hand queued parts to the outbound worker; the reconciler sends them if Redis is down."""
@@ -75,7 +85,8 @@ def _client(request: Request) -> str:
         # Compare with every client, so the time taken does not tell which one nearly matched.
         if hmac.compare_digest(token.encode(), client.secret.get_secret_value().encode()):
             found = name
-    if scheme.lower() != "bearer" or found is None:
+    # An empty token would match a client configured without a secret.
+    if scheme.lower() != "bearer" or not token or found is None:
         log.warning("refused %s %s: bad or missing client token", request.method, request.url.path)
         raise HTTPException(401, "bad or missing client token",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -93,12 +104,56 @@ def _phone(raw: str) -> str:
     return phone
 
 
+def _recipient(api: ClientApi, client: str, raw: str) -> str:
+    """`raw` in E.164 if it is a mobile number the client may send to; 422 otherwise."""
+    try:
+        number = phonenumbers.parse(raw, "KZ")
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise HTTPException(422, {"error": "phone_invalid"})
+    # Pumping lives on numbers that pay whoever runs them: other countries, premium and
+    # international ranges. The gateway serves its countries' citizens, on their phones.
+    countries = {*api.settings.regions.values(), *api.settings.api_clients[client].extra_countries}
+    if phonenumbers.region_code_for_number(number) not in countries:
+        raise HTTPException(422, {"error": "country_not_allowed"})
+    if phonenumbers.number_type(number) not in MOBILE:
+        raise HTTPException(422, {"error": "not_mobile"})
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _charge(api: ClientApi, conn: psycopg.Connection, client: str, parts: int,
+            now: dt.datetime) -> None:
+    """Count a message to the client's day; past its quota, 429 (the transaction undoes it)."""
+    entry, settings = api.settings.api_clients[client], api.settings
+    max_messages = (entry.messages_per_day if entry.messages_per_day is not None
+                    else settings.api_messages_per_day)
+    max_parts = (entry.parts_per_day if entry.parts_per_day is not None
+                 else settings.api_parts_per_day)
+    day = now.astimezone(dt.UTC).date()
+    sent, parts_sent = clients.charge(conn, client, day, parts)
+    if sent > max_messages or parts_sent > max_parts:
+        midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
+        wait = max(math.ceil((midnight - now).total_seconds()), 1)
+        log.warning("client %s refused: daily quota of %d messages, %d parts", client,
+                    max_messages, max_parts)
+        raise HTTPException(429, {"error": "quota_exceeded"}, headers={"Retry-After": str(wait)})
+
+
+def _body_digest(api: ClientApi, phone: str, body: OutboundSms) -> str:
+    """What an Idempotency-Key is bound to: keyed, so the table tells nothing of the text."""
+    canonical = json.dumps([phone, body.sender, body.text], ensure_ascii=False)
+    return hmac.new(api.body_key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
 class OtpRequest(BaseModel):
     """A one-time code to send."""
 
     phone: str = Field(min_length=1, max_length=32)
     purpose: str
     iin: str | None = Field(None, max_length=12)
+    # The portal's session or account the request is made for: each has a limit of its own.
+    end_user: str | None = Field(None, min_length=1, max_length=128)
 
 
 class OtpCheck(BaseModel):
@@ -125,30 +180,46 @@ router = APIRouter(prefix="/v1")
 def send_code(body: OtpRequest, client: ClientName,
               api: Api) -> JSONResponse:
     """Send a 6-digit code from 1414; it lives 10 minutes and supersedes the previous one."""
-    phone = _phone(body.phone)
+    phone = _recipient(api, client, body.phone)
+    refused = otp.refusal(body.purpose, body.iin)
+    if refused is not None:
+        raise HTTPException(422, {"error": refused})
     settings = api.settings
-    for name, subject, limit, window in (
-        ("otp-client", client, settings.otp_per_client, CLIENT_WINDOW_S),
-        ("otp-phone", phone, settings.otp_per_phone, PHONE_WINDOW_S),
-    ):
-        wait = api.limiter.hit(name, subject, limit, window)
-        if wait is not None:
-            log.warning("code for %s refused: %s limit", mask_digits(phone), name)
-            raise HTTPException(429, {"error": "rate_limited"}, headers={"Retry-After": str(wait)})
+    if body.purpose == "link_number" and not settings.api_clients[client].links_numbers:
+        # Linking moves a citizen's number: only a client that authenticated the IIN's holder.
+        log.warning("client %s may not link numbers", client)
+        raise HTTPException(403, {"error": "not_allowed"})
+    # Only now, the request being sound, is it counted, on every limit or on none.
+    hits = [("otp-client", client, settings.otp_per_client, CLIENT_WINDOW_S),
+            ("otp-phone", phone, settings.otp_per_phone, PHONE_WINDOW_S)]
+    if body.end_user is not None:
+        hits.append(("otp-user", f"{client}:{body.end_user}", settings.otp_per_user,
+                     USER_WINDOW_S))
+    wait = api.limiter.take(hits)
+    if wait is not None:
+        log.warning("code for %s refused: rate limited", mask_digits(phone))
+        raise HTTPException(429, {"error": "rate_limited"}, headers={"Retry-After": str(wait)})
     now = api.clock()
     with api.pool.connection() as conn, conn.transaction():
         issued = otp.issue(conn, key=api.otp_key, client=client, phone=phone,
                            purpose=body.purpose, iin=body.iin, now=now)
         if isinstance(issued, str):
-            raise HTTPException(403 if issued == "not_in_mbg" else 422, {"error": issued})
-        reply = Reply("otp", "code", {"code": issued.code}, sealed=True)
-        outbound_ids, _ = messages.add_notice(
-            conn, key=f"otp:{issued.id}", sender=settings.otp_sender, recipient=phone,
-            parts=to_parts(api.templates.render(reply), api.sealer),
-            deadline=now + dt.timedelta(seconds=settings.sla_seconds),
-            service="otp", outcome="code", client=client)
-    api.deliver(outbound_ids)
-    log.info("code %s for %s sent by %s", issued.id, mask_digits(phone), client)
+            raise HTTPException(422, {"error": issued})
+        outbound_ids: list[int] = []
+        if not issued.suppressed:
+            reply = Reply("otp", "code", {"code": issued.code}, sealed=True)
+            outbound_ids, _ = messages.add_notice(
+                conn, key=f"otp:{issued.id}", sender=settings.otp_sender, recipient=phone,
+                parts=to_parts(api.templates.render(reply), api.sealer),
+                deadline=now + dt.timedelta(seconds=settings.sla_seconds),
+                service="otp", outcome="code", client=client)
+    if issued.suppressed:
+        # Answered as a sent code: a 403 would tell any client who is in the base.
+        log.info("code %s for %s by %s suppressed: not in MBG", issued.id, mask_digits(phone),
+                 client)
+    else:
+        api.deliver(outbound_ids)
+        log.info("code %s for %s sent by %s", issued.id, mask_digits(phone), client)
     return JSONResponse({"id": issued.id, "expires_at": issued.expires_at.isoformat()}, 202)
 
 
@@ -157,9 +228,24 @@ def verify_code(body: OtpCheck, client: ClientName,
                 api: Api) -> dict:
     """`{"ok": true, "purpose": ...}`, or `{"ok": false, "reason": ...}`."""
     phone = _phone(body.phone)
+    settings, now = api.settings, api.clock()
+    notices: list[int] = []
     with api.pool.connection() as conn, conn.transaction():
-        verdict = otp.verify(conn, key=api.otp_key, client=client, phone=phone, code=body.code,
-                             now=api.clock())
+        verdict = otp.verify(conn, key=api.otp_key, audit_key=api.audit_key, client=client,
+                             phone=phone, code=body.code, now=now,
+                             max_failures=settings.otp_failures_per_phone)
+        for previous in verdict.replaced:
+            # The IIN's previous number hears of it: if the link was not its holder's doing,
+            # that is how they learn.
+            ids, _ = messages.add_notice(
+                conn, key=f"mbg-replaced:{uuid.uuid4().hex}", sender=settings.otp_sender,
+                recipient=previous,
+                parts=to_parts(api.templates.render(Reply("otp", "number_replaced"))),
+                deadline=now + dt.timedelta(seconds=settings.sla_seconds),
+                service="otp", outcome="number_replaced", client=client)
+            notices += ids
+    if notices:
+        api.deliver(notices)
     log.info("code check for %s: %s", mask_digits(phone), verdict.reason or "ok")
     if verdict.ok:
         return {"ok": True, "purpose": verdict.purpose}
@@ -175,13 +261,24 @@ def send_message(body: OutboundSms, client: ClientName,
     if body.sender not in api.settings.api_clients[client].senders:
         log.warning("client %s may not send as %s", client, body.sender)
         raise HTTPException(403, {"error": "sender_not_allowed"})
-    phone = _phone(body.to)
+    phone = _recipient(api, client, body.to)
+    parts = to_parts(body.text)
+    if len(parts.texts) > api.settings.api_max_parts:
+        raise HTTPException(422, {"error": "too_many_parts"})
     now = api.clock()
     with api.pool.connection() as conn, conn.transaction():
+        if idempotency_key is not None:
+            digest = _body_digest(api, phone, body)
+            bound = clients.claim_key(conn, client, idempotency_key, digest, now)
+            if bound is not None and not hmac.compare_digest(bound, digest):
+                log.warning("client %s reused an idempotency key with another body", client)
+                raise HTTPException(409, {"error": "idempotency_key_reused"})
         outbound_ids, new = messages.add_notice(
             conn, key=f"api:{client}:{idempotency_key or uuid.uuid4().hex}", sender=body.sender,
-            recipient=phone, parts=to_parts(body.text),
+            recipient=phone, parts=parts,
             deadline=now + dt.timedelta(seconds=api.settings.sla_seconds), client=client)
+        if new:  # a duplicate was paid for the first time; a refusal rolls the message back
+            _charge(api, conn, client, len(outbound_ids), now)
     if new:
         api.deliver(outbound_ids, queue=BULK)
     return JSONResponse({"id": outbound_ids[0], "parts": len(outbound_ids), "duplicate": not new},

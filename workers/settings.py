@@ -29,6 +29,16 @@ class ApiClient(BaseModel):
     secret: SecretStr
     senders: list[str] = Field(description="Sender ids the client may send from")
     manages_accounts: bool = Field(False, description="May record 8188 password changes")
+    links_numbers: bool = Field(False, description="May link a phone to an IIN in MBG "
+                                "(link_number codes): only a client that has itself "
+                                "authenticated the IIN's holder, as the portal has")
+    messages_per_day: int | None = Field(None, ge=0, description="Outbound messages a day "
+                                         "(UTC); unset: GOVSMS_API_MESSAGES_PER_DAY")
+    parts_per_day: int | None = Field(None, ge=0, description="Outbound SMS parts a day (UTC); "
+                                      "unset: GOVSMS_API_PARTS_PER_DAY")
+    extra_countries: list[str] = Field(default_factory=list, description="Countries (ISO 3166 "
+                                       "alpha-2) the client may send to besides those of "
+                                       "GOVSMS_REGIONS; mobile numbers only all the same")
 
 
 class Tariff(BaseModel):
@@ -105,6 +115,16 @@ class Settings(BaseSettings):
     otp_sender: str = Field("1414", description="Sender id of one-time codes")
     otp_per_phone: int = Field(3, description="Codes a phone may be sent per 10 minutes")
     otp_per_client: int = Field(60, description="Codes a client may request per minute")
+    otp_per_user: int = Field(3, description="Codes sent per 10 minutes for one end user the "
+                                             "client names (the portal's session or account)")
+    otp_failures_per_phone: int = Field(10, description="Failed code checks a phone may have "
+                                        "in 24 hours; past them every check fails until they "
+                                        "age out (NIST SP 800-63B throttling)")
+    api_messages_per_day: int = Field(5000, ge=0, description="Outbound messages an API client "
+                                      "may send a day (UTC), unless its own entry says")
+    api_parts_per_day: int = Field(15000, ge=0, description="Outbound SMS parts an API client "
+                                   "may send a day (UTC), unless its own entry says")
+    api_max_parts: int = Field(6, ge=1, description="SMS parts one outbound message may take")
 
     @field_validator("bridge_allow_ips", mode="before")
     @classmethod

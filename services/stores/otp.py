@@ -24,17 +24,19 @@ class Code:
 
 _SUPERSEDE = "UPDATE otp.codes SET state = 'superseded' WHERE phone = %s AND state = 'active'"
 _CREATE = """
-INSERT INTO otp.codes (client, phone, purpose, iin, code_hash, created_at, expires_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s)
+INSERT INTO otp.codes (client, phone, purpose, iin, code_hash, created_at, expires_at, suppressed)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 RETURNING id
 """
 
 
 def replace(conn: psycopg.Connection, *, client: str, phone: str, purpose: str, iin: str | None,
-            code_hash: str, now: dt.datetime, expires_at: dt.datetime) -> int:
+            code_hash: str, now: dt.datetime, expires_at: dt.datetime,
+            suppressed: bool = False) -> int:
     """A new live code for `phone`; the previous one, if any, stops working."""
     conn.execute(_SUPERSEDE, (phone,))
-    row = conn.execute(_CREATE, (client, phone, purpose, iin, code_hash, now, expires_at)).fetchone()
+    row = conn.execute(_CREATE, (client, phone, purpose, iin, code_hash, now, expires_at,
+                                 suppressed)).fetchone()
     assert row is not None
     return row[0]
 
@@ -56,3 +58,21 @@ def live(conn: psycopg.Connection, phone: str) -> Code | None:
 def set_state(conn: psycopg.Connection, code_id: int, state: str, attempts: int) -> None:
     """Record a code's new state and its count of wrong tries."""
     conn.execute(_SET_STATE, (state, attempts, code_id))
+
+
+_FAILURES = "SELECT count(*) FROM otp.failures WHERE phone = %s AND at > %s"
+_FAILED = "INSERT INTO otp.failures (phone, at) VALUES (%s, %s)"
+_FORGET = "DELETE FROM otp.failures WHERE phone = %s AND at <= %s"
+
+
+def failures(conn: psycopg.Connection, phone: str, since: dt.datetime) -> int:
+    """Failed checks of `phone` after `since`; older ones are dropped, they count no more."""
+    conn.execute(_FORGET, (phone, since))
+    row = conn.execute(_FAILURES, (phone, since)).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def record_failure(conn: psycopg.Connection, phone: str, at: dt.datetime) -> None:
+    """Count a failed check against `phone`."""
+    conn.execute(_FAILED, (phone, at))
