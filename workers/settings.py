@@ -156,6 +156,9 @@ class Settings(BaseSettings):
                                                                 "generated into DATA_DIR")
     flower_host: str = Field("127.0.0.1", description="Flower's listen address")
     flower_port: int = Field(5555, description="Flower's port")
+    flower_control: bool = Field(False, description="Flower may send tasks and control workers "
+                                                    "(rate limits, consumers, shutdown); off: "
+                                                    "monitoring only")
     otp_sender: str = Field("1414", description="Sender id of one-time codes")
     otp_per_phone: int = Field(3, description="Codes a phone may be sent per 10 minutes")
     otp_per_client: int = Field(60, description="Codes a client may request per minute")
