@@ -1,4 +1,4 @@
-"""Masking of personal data, for replies and logs alike."""
+"""Masking of personal data, for replies and logs alike, and redaction of credentials in logs."""
 
 from __future__ import annotations
 
@@ -6,11 +6,55 @@ import re
 
 # A phone number (optionally +) or IIN: 10 to 15 digits in a row.
 _LONG_NUMBER = re.compile(r"(?<!\d)(\+?)(\d{4})(\d{2,7})(\d{4})(?!\d)")
+# The same written in groups: `+7 701 000 0001`, `8 (701) 000-00-01`, `+84-905-123-456`.
+# Not after a word character or `+`, nor before one or a `:` (a time: `2024-05-20 12:00`).
+_GROUPED_NUMBER = re.compile(
+    r"(?<![\w+])(\+?)(\(?\d{1,4}\)?(?:[ \-]?\(?\d{1,4}\)?){2,7})(?![\w:])")
+# userinfo of a URL: `scheme://user:PASSWORD@`, `scheme://:PASSWORD@`.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/@:]*:)([^\s/@]+)(@)")
+# A secret query or form parameter, plain or percent-encoded once or twice (a dlr-url
+# carried in the query of a sendsms URL): `password=...`, `token%3D...`. `text` is there
+# because an SMS text may carry an issued password or a one-time code.
+_SECRET_NAMES = (r"[\w\-]*(?:pass(?:word|wd)?|pwd|token|secret|key|signature|auth)[\w\-]*"
+                 r"|text|udh")
+_SECRET_PARAM = re.compile(
+    rf"(?i)((?:^|(?<=[?&;\s\"'(])|(?<=%26)|(?<=%3F)|(?<=%2526)|(?<=%253F))(?:{_SECRET_NAMES})"
+    rf"(?:=|%3D|%253D))((?:(?!&|%26|%2526)[^\s\"'<>])+)")
+# `"password": "..."`, `'secret': '...'` in a dict or JSON someone logged.
+_SECRET_ITEM = re.compile(
+    rf"(?i)([\"'](?:{_SECRET_NAMES})[\"']\s*:\s*)(b?[\"'])((?:\\.|(?!\2).)*?)(\2)")
+_AUTH_HEADER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}")
 
 
 def mask_digits(value: str) -> str:
     """Every phone number or IIN in `value` masked: `+77011234567` -> `+7701***4567`."""
     return _LONG_NUMBER.sub(lambda m: f"{m[1]}{m[2]}***{m[4]}", value)
+
+
+def _mask_grouped(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match[2])
+    if not 10 <= len(digits) <= 15 or digits == match[2]:
+        return match[0]  # too short or long for a number; ungrouped ones are mask_digits'
+    return f"{match[1]}{digits[:4]}***{digits[-4:]}"
+
+
+def mask_numbers(value: str) -> str:
+    """Phone numbers and IINs masked, also written in groups: `8 (701) 000-00-01` -> `8701***0001`."""
+    return mask_digits(_GROUPED_NUMBER.sub(_mask_grouped, value))
+
+
+def redact_secrets(value: str) -> str:
+    """Credentials removed: URL passwords, secret parameters (`password=`, `token=`,
+    a dlr-url's token), SMS texts in URLs, `Authorization` values, `"secret": "..."`."""
+    value = _URL_PASSWORD.sub(r"\1***\3", value)
+    value = _SECRET_PARAM.sub(r"\1***", value)
+    value = _SECRET_ITEM.sub(r"\1\2***\4", value)
+    return _AUTH_HEADER.sub(r"\1 ***", value)
+
+
+def mask_log(value: str) -> str:
+    """What a log line may show: credentials redacted, personal numbers masked."""
+    return mask_numbers(redact_secrets(value))
 
 
 def mask_plate(plate: str) -> str:

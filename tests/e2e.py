@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import redis
 
+from replies.sealing import Sealer
 from tests.conftest import KEY
 from workers.celery_app import all_queues
 from workers.embedded import free_port
@@ -99,7 +100,13 @@ class Gateway:
                           headers={"X-Bridge-Token": self.settings.secret()}, timeout=10)
 
     def sent(self) -> list[dict[str, Any]]:
-        """Every SMS the file transport recorded."""
+        """Every SMS the file transport recorded, sealed texts opened with the server's key."""
+        sealer = Sealer(self.settings.key())
+        return [{**sms, "text": sealer.unseal(sms["text"])} if sms.get("sealed") else sms
+                for sms in self.outbox()]
+
+    def outbox(self) -> list[dict[str, Any]]:
+        """Every SMS as the file transport wrote it (sealed texts sealed)."""
         path = self.settings.outbox
         if not path.exists():
             return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -166,9 +168,12 @@ def test_a_failed_sms_replays_as_it_was(gw, conn, monkeypatch):
                         (letter,)).fetchone() == (True,)
 
 
+FLOWER_PW = "flower-operator-password-0123456789abcdef"
+
+
 def test_flower_needs_the_password_and_shows_ids_only(gw, monkeypatch):
     port = free_port()
-    env = {**gw.env, "GOVSMS_FLOWER_PORT": str(port), "GOVSMS_FLOWER_PASSWORD": "fl0wer-pw"}
+    env = {**gw.env, "GOVSMS_FLOWER_PORT": str(port), "GOVSMS_FLOWER_PASSWORD": FLOWER_PW}
     flower = subprocess.Popen([sys.executable, "-m", "workers.cli", "flower"], env=env,
                               stdout=(gw.logs / "flower.log").open("ab"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -183,12 +188,12 @@ def test_flower_needs_the_password_and_shows_ids_only(gw, monkeypatch):
         assert httpx.get(base).status_code == 401
         assert httpx.get(f"{base}/api/tasks").status_code == 401
         assert httpx.get(base, auth=("operator", "wrong")).status_code == 401
-        assert httpx.get(base, auth=("operator", "fl0wer-pw")).status_code == 200
+        assert httpx.get(base, auth=("operator", FLOWER_PW)).status_code == 200
         time.sleep(1)  # let flower subscribe to the workers' events
         hello(gw, 2, prefix="flower")
 
         def tasks() -> dict:
-            return httpx.get(f"{base}/api/tasks", auth=("operator", "fl0wer-pw")).json()
+            return httpx.get(f"{base}/api/tasks", auth=("operator", FLOWER_PW)).json()
 
         seen = wait_for(lambda: len(tasks()) >= 4 and tasks(), 20, "tasks in flower")
         args = " ".join(str(t.get("args")) + str(t.get("kwargs")) for t in seen.values())
@@ -197,6 +202,104 @@ def test_flower_needs_the_password_and_shows_ids_only(gw, monkeypatch):
     finally:
         flower.terminate()
         flower.wait(10)
+
+
+REDIS_PW = "redis-password-of-the-flower-test-0123456789"
+
+
+@pytest.fixture
+def redis_with_password(tmp_path) -> Iterator[str]:
+    """A Redis of this test's own that wants a password, for a broker URL that carries one."""
+    spec = embedded.redis_spec(tmp_path)
+    server = subprocess.Popen([*spec.argv, "--requirepass", REDIS_PW], stdout=subprocess.DEVNULL)
+    url = spec.url.replace("redis://", f"redis://:{REDIS_PW}@")
+    try:
+        wait_for(lambda: _pings(url), 20, "redis with a password")
+        yield url
+    finally:
+        server.kill()
+        server.wait()
+
+
+def _pings(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def test_flower_is_monitoring_only_and_shows_no_password(redis_with_password, database_url,
+                                                          tmp_path):
+    """Flower's control API answers 403, and nothing it shows holds the broker's password."""
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GOVSMS_")},
+           "GOVSMS_REDIS_URL": redis_with_password, "GOVSMS_DATABASE_URL": database_url,
+           "GOVSMS_DATA_DIR": str(tmp_path), "GOVSMS_BRIDGE_SECRET": SECRET,
+           "GOVSMS_SECRET_KEY": SECRET[::-1], "GOVSMS_FLOWER_PORT": str(port),
+           "GOVSMS_FLOWER_PASSWORD": FLOWER_PW}
+    logs = {name: (tmp_path / f"{name}.log") for name in ("worker", "flower")}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "inbound",
+         "-n", "probe@%h", "--pool", "solo", "--without-gossip", "--without-mingle"],
+        env=env, stdout=logs["worker"].open("ab"), stderr=subprocess.STDOUT)
+    flower = subprocess.Popen([sys.executable, "-m", "workers.cli", "flower"], env=env,
+                              stdout=logs["flower"].open("ab"), stderr=subprocess.STDOUT)
+    base, auth = f"http://127.0.0.1:{port}", ("operator", FLOWER_PW)
+    try:
+        wait_for(lambda: "ready." in logs["worker"].read_text(), 60, "the worker")
+
+        def listed() -> dict:
+            try:
+                found = httpx.get(f"{base}/api/workers?refresh=1", auth=auth, timeout=5).json()
+            except (httpx.HTTPError, ValueError):
+                return {}
+            return {n: w for n, w in found.items() if n.startswith("probe@") and w.get("conf")}
+
+        [name] = wait_for(listed, 40, "the worker's configuration in flower")
+        shown = [httpx.get(f"{base}{path}", auth=auth).text for path in (
+            "/api/workers?refresh=1", f"/worker/{name}", "/workers", "/broker", "/api/tasks",
+            "/api/queues/length")]
+        assert "redbeat_redis_url" in shown[0] and name in shown[1]
+        assert [page for page in shown if REDIS_PW in page] == []
+        control = [f"/api/worker/shutdown/{name}", f"/api/worker/pool/restart/{name}",
+                   f"/api/worker/pool/grow/{name}?n=1", f"/api/worker/pool/shrink/{name}?n=1",
+                   f"/api/worker/pool/autoscale/{name}?min=1&max=2",
+                   f"/api/worker/queue/add-consumer/{name}?queue=outbound",
+                   f"/api/worker/queue/cancel-consumer/{name}?queue=inbound",
+                   "/api/task/apply/govsms.reconcile", "/api/task/async-apply/govsms.reconcile",
+                   "/api/task/send-task/govsms.reconcile", "/api/task/abort/some-task-id",
+                   f"/api/task/timeout/govsms.dispatch?workername={name}&hard=1",
+                   f"/api/task/rate-limit/govsms.dispatch?workername={name}&ratelimit=1/h",
+                   "/api/task/revoke/some-task-id?terminate=true"]
+        answers = {path: httpx.post(f"{base}{path}", auth=auth, json={}, timeout=10).status_code
+                   for path in control}
+        assert answers == {path: 403 for path in control}
+        time.sleep(0.5)
+        assert worker.poll() is None and listed(), "the worker was stopped or lost its consumer"
+        logged = logs["worker"].read_text() + logs["flower"].read_text()
+        assert REDIS_PW not in logged and FLOWER_PW not in logged
+    finally:
+        for process in (flower, worker):
+            process.terminate()
+        for process in (flower, worker):
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_flower_control_is_there_when_allowed():
+    from flower import urls
+
+    from workers.flower import CONTROL_HANDLERS, ControlRefused, monitoring_only
+
+    def handler(entry) -> type:
+        return entry[1] if isinstance(entry, tuple) else entry.handler_class
+
+    refused = monitoring_only(urls.handlers)
+    assert {handler(e) for e in urls.handlers} >= set(CONTROL_HANDLERS)
+    assert not {handler(e) for e in refused} & set(CONTROL_HANDLERS)
+    assert sum(handler(e) is ControlRefused for e in refused) == len(CONTROL_HANDLERS)
 
 
 def test_two_worker_hosts_share_the_load(gw):

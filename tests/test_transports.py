@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import multiprocessing
 import threading
@@ -11,8 +12,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from replies.sealing import Sealer
 from replies.transports import FileTransport, Sms, TransportError, from_url
 from replies.transports.kannel import KannelTransport
+from tests.conftest import KEY
+from tests.test_pipeline import make_pipeline
+from workers import messages, pipeline
 from workers.embedded import free_port
 
 SMS = Sms(outbound_id=7, inbound_id=3, sender="1414", recipient="+77011234567",
@@ -123,3 +128,34 @@ def test_kannel_unreachable_is_retryable():
 def test_unknown_transport_is_refused():
     with pytest.raises(ValueError, match="unknown transport"):
         from_url("carrier-pigeon://loft")
+
+
+def test_a_sealed_text_stays_sealed_in_the_outbox(tmp_path):
+    sealer = Sealer(KEY)
+    clear = "TK: an0190, MK: Xy7pQ2wz la tai khoan dang nhap"
+    transport = FileTransport(tmp_path / "outbox.jsonl")
+    transport.send(Sms(9, 4, "8188", "+84905123456", clear, sealed=sealer.seal(clear)))
+    transport.send(SMS)
+    transport.close()
+    written = (tmp_path / "outbox.jsonl").read_text()
+    assert "Xy7pQ2wz" not in written and "MK:" not in written
+    sealed, plain = [json.loads(line) for line in written.splitlines()]
+    assert sealed["sealed"] is True and sealer.unseal(sealed["text"]) == clear
+    assert (plain["sealed"], plain["text"]) == (False, SMS.text)
+
+
+def test_the_pipeline_hands_the_file_transport_the_sealed_form(conn, database_url, tmp_path):
+    p = make_pipeline(database_url)
+    try:
+        ids, _ = messages.add_notice(conn, key="sealed-1", sender="1414",
+                                     recipient="+77011234567",
+                                     parts=pipeline.to_parts("Kod: 493817", p.sealer),
+                                     deadline=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60))
+        transport = FileTransport(tmp_path / "outbox.jsonl")
+        assert pipeline.deliver(p.pool, transport, p.sealer, ids).sent == ids
+        transport.close()
+    finally:
+        p.pool.close()
+    [line] = [json.loads(x) for x in (tmp_path / "outbox.jsonl").read_text().splitlines()]
+    assert "493817" not in json.dumps(line) and line["sealed"] is True
+    assert p.sealer.unseal(line["text"]) == "Kod: 493817"

@@ -14,9 +14,12 @@ from typing import Any
 import redis
 from celery import Celery
 from celery.signals import setup_logging
+from celery.utils.serialization import strtobool
+from celery.worker import control as worker_control
 from kombu import Exchange, Queue
 
 from parsers import KeywordIndex
+from replies.masking import redact_secrets
 from replies.sealing import Sealer
 from replies.templates import Templates
 from replies.transports import Transport, from_url
@@ -174,6 +177,30 @@ def senders(settings: Settings) -> dict[str, str]:
 
 def _services(settings: Settings) -> list[str]:
     return sorted({name for names in settings.shortcodes.values() for name in names})
+
+
+def censored(value: Any) -> Any:
+    """`value` with every URL's password and secret parameter redacted, at any depth."""
+    if isinstance(value, str):
+        return redact_secrets(value)
+    if isinstance(value, dict):
+        return {key: censored(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [censored(item) for item in value]
+    return value
+
+
+# What Flower (and `celery inspect conf`) shows of a worker's configuration. Celery
+# censors only keys named like API, TOKEN, KEY, SECRET, PASS..., and broker_url:
+# `redbeat_redis_url` holds the broker's password too. Replaces Celery's own `conf`.
+@worker_control.inspect_command(alias="dump_conf", signature="[include_defaults=False]",
+                                args=[("with_defaults", strtobool)])
+def conf(state: Any, with_defaults: bool = False, **_: Any) -> dict[str, Any]:
+    """The worker's configuration, credentials of every URL in it censored."""
+    return worker_control.jsonify(
+        censored(state.app.conf.table(with_defaults=with_defaults, censored=True)),
+        keyfilter=worker_control._wanted_config_key,
+        unknown_type_filter=worker_control.safe_repr)
 
 
 # What `celery -A workers.celery_app` finds; the settings come from the environment.

@@ -187,15 +187,11 @@ def _post_inbound(client: httpx.Client, sender: str, shortcode: str, text: str) 
 
 @main.command()
 def flower() -> None:
-    """Celery Flower, behind a password (GOVSMS_FLOWER_USER / GOVSMS_FLOWER_PASSWORD)."""
-    import os
+    """Celery Flower behind a password (GOVSMS_FLOWER_USER / GOVSMS_FLOWER_PASSWORD), for
+    monitoring; its control routes answer 403 unless GOVSMS_FLOWER_CONTROL=true."""
+    from workers.flower import serve
 
-    settings = load_settings()
-    # In the environment, not on the command line, where `ps` would show the password.
-    env = {**os.environ, "FLOWER_BASIC_AUTH": settings.flower_auth()}
-    argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower",
-            f"--address={settings.flower_host}", f"--port={settings.flower_port}"]
-    os.execve(sys.executable, argv, env)
+    serve(load_settings())
 
 
 @main.command()

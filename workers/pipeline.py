@@ -199,7 +199,7 @@ def _deliver_one(conn: psycopg.Connection, transport: Transport, sealer: Sealer,
     text = sealer.unseal(claimed.text) if claimed.sealed else claimed.text
     sms = Sms(claimed.id, claimed.inbound_id, claimed.sender, claimed.recipient, text,
               part=claimed.part, parts=claimed.parts, reference=claimed.reference,
-              coding=claimed.coding)
+              coding=claimed.coding, sealed=claimed.text if claimed.sealed else None)
     try:
         transport_id = transport.send(sms)
     except TransportError as error:
@@ -219,8 +219,10 @@ def _deliver_one(conn: psycopg.Connection, transport: Transport, sealer: Sealer,
     messages.mark_sent(conn, claimed.id, transport_id)
     conn.commit()
     out.sent.append(claimed.id)
-    log.info("sent %s to %s from %s: %s", claimed.id, mask_digits(claimed.recipient),
-             claimed.sender, "(sealed)" if claimed.sealed else claimed.text,
+    # Never the text: a client's may carry anything, a sealed one a password or code.
+    log.info("sent %s to %s from %s: part %d of %d, %d characters%s", claimed.id,
+             mask_digits(claimed.recipient), claimed.sender, claimed.part, claimed.parts,
+             len(text), " (sealed)" if claimed.sealed else "",
              extra=correlation(claimed.inbound_id, claimed.id))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 
+from replies.masking import redact_secrets
 from workers import db, embedded, extracts, replay
 from workers import demo as demo_data
 from workers.celery_app import BULK, INBOUND, OUTBOUND, all_queues
@@ -132,13 +133,8 @@ def _wait_listening(settings: Settings, alive: Callable[[], bool], timeout_s: fl
 
 
 def _mask_url(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+    """`url` as the banner shows it: its password, tokens (a dlr-url's too) as `***`."""
+    return redact_secrets(url)
 
 
 def _print_banner(settings: Settings, redis_url: str, database_url: str, logs: Path) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 RUNTIME_FILE = "runtime.json"
@@ -21,6 +22,59 @@ DEFAULT_SHORTCODES: dict[str, list[str]] = {
 }
 DEFAULT_REGIONS: dict[str, str] = {"1414": "KZ", "8188": "VN"}
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# A secret shorter than this is refused: token_urlsafe(32), what we generate, is 43.
+MIN_SECRET_BYTES = 32
+HOW_TO_GENERATE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+# Words that mean "fill me in", compared with letters and digits only, case ignored:
+# what deploy/*.example, deploy/k8s and the README ship, and the usual suspects.
+_PLACEHOLDER_WORDS = frozenset({
+    "changeme", "changeit", "changethis", "replaceme", "fillme", "fillmein", "setme", "todo",
+    "fixme", "secret", "password", "passwd", "pass", "token", "key", "example", "default",
+    "test", "admin", "none", "null", "xxx", "yoursecret", "yourpassword", "mysecret",
+})
+# ...and fragments that mark one even inside a longer value (CHANGE-ME-CHANGE-ME-...).
+_PLACEHOLDER_PARTS = ("changeme", "changeit", "changethis", "replaceme", "fillmein", "setme")
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
+class InsecureSecret(SystemExit):
+    """A secret that must not start a process: empty, a placeholder, or short.
+
+    A SystemExit, so that an uncaught one stops any process (ingest, a Celery
+    worker importing the app, beat, flower, the CLI) with its one-line message
+    and status 1, and no `except Exception` on the way swallows it. The message
+    names the variable and the rule, never the value.
+    """
+
+    def __init__(self, variable: str, rule: str) -> None:
+        super().__init__(f"govsms: refusing to start: {variable} {rule}; set a random secret "
+                         f"of at least {MIN_SECRET_BYTES} bytes ({HOW_TO_GENERATE})")
+        self.variable = variable
+        self.rule = rule
+
+
+def secret_problem(value: str) -> str | None:
+    """Why `value` may not serve as a secret (empty, placeholder, short), or None if it may."""
+    stripped = value.strip()
+    if not stripped:
+        return "is empty"
+    words = _NOT_ALNUM.sub("", stripped).lower()
+    if (not words or words in _PLACEHOLDER_WORDS or any(p in words for p in _PLACEHOLDER_PARTS)
+            or (stripped[0], stripped[-1]) in (("<", ">"), ("{", "}"), ("[", "]"))
+            or stripped.startswith("${")):
+        return "is a placeholder"
+    if _repeats_a_short_pattern(stripped):
+        return "is one short pattern repeated"
+    if len(stripped.encode("utf-8")) < MIN_SECRET_BYTES:
+        return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    return None
+
+
+def _repeats_a_short_pattern(value: str) -> bool:
+    # "aaaa...", "abab...", "1234 1234 ..." carry a few bits however long they are.
+    return any(len(value) > size and value == (value[:size] * (len(value) // size + 1))[:len(value)]
+               for size in range(1, 5))
 
 
 class ApiClient(BaseModel):
@@ -112,6 +166,9 @@ class Settings(BaseSettings):
                                                                 "generated into DATA_DIR")
     flower_host: str = Field("127.0.0.1", description="Flower's listen address")
     flower_port: int = Field(5555, description="Flower's port")
+    flower_control: bool = Field(False, description="Flower may send tasks and control workers "
+                                                    "(rate limits, consumers, shutdown); off: "
+                                                    "monitoring only")
     otp_sender: str = Field("1414", description="Sender id of one-time codes")
     otp_per_phone: int = Field(3, description="Codes a phone may be sent per 10 minutes")
     otp_per_client: int = Field(60, description="Codes a client may request per minute")
@@ -134,6 +191,21 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets(self) -> Settings:
+        # Raised, not returned as a validation error: pydantic's would echo the input.
+        for name in GENERATED_SECRETS:
+            configured: SecretStr | None = getattr(self, name)
+            if configured is not None:
+                _check(f"GOVSMS_{name.upper()}", configured.get_secret_value())
+            else:
+                stored = _read_generated(self.data_dir / name)
+                if stored is not None:
+                    _check(f"GOVSMS_{name.upper()} (unset, so {self.data_dir / name})", stored)
+        for client, config in self.api_clients.items():
+            _check(f"GOVSMS_API_CLIENTS[{client!r}].secret", config.secret.get_secret_value())
+        return self
 
     @property
     def outbox(self) -> Path:
@@ -159,7 +231,10 @@ class Settings(BaseSettings):
         if not path.exists():
             raise RuntimeError(f"no {name}: set GOVSMS_{name.upper()} or run `govsms run` once "
                                f"to generate {path}")
-        return path.read_text().strip()
+        value = path.read_text().strip()
+        # Checked again here: the file may have been emptied since the settings loaded.
+        _check(f"GOVSMS_{name.upper()} (unset, so {path})", value)
+        return value
 
     def secret(self) -> str:
         """The bridge secret: configured, or read from the data dir."""
@@ -181,6 +256,22 @@ class Settings(BaseSettings):
                 self.data_dir.mkdir(parents=True, exist_ok=True)
                 path.touch(mode=0o600)
                 path.write_text(secrets.token_urlsafe(32) + "\n")
+
+
+def _check(variable: str, value: str) -> None:
+    problem = secret_problem(value)
+    if problem is not None:
+        raise InsecureSecret(variable, problem)
+
+
+def _read_generated(path: Path) -> str | None:
+    """A generated secret's file, or None when there is none (yet) or it cannot be read."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None  # read again, and refused then, by the process that needs it
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -23,6 +23,10 @@ class Sms:
     parts: int = 1
     reference: int | None = None
     coding: str | None = None
+    # The text as kept at rest when it carries a password or code: sealed (encrypted,
+    # replies.sealing). A transport that keeps what it sends (the file transport) keeps
+    # this, never `text`; one that hands the SMS to an operator sends `text`.
+    sealed: str | None = None
 
 
 class TransportError(Exception):

@@ -11,7 +11,14 @@ from replies.transports.base import Sms, TransportError
 
 
 class FileTransport:
-    """Appends each SMS to `path`; safe for several processes at once."""
+    """Appends each SMS to `path`; safe for several processes at once.
+
+    An SMS that carries a password or code is written as it is kept at rest:
+    `"text"` holds its sealed form and `"sealed": true` says so, so the outbox (a
+    file anyone with the logs may read) never holds the credential in clear. Who
+    needs the clear text (tests) opens it with the server's key:
+    `replies.sealing.Sealer(key).unseal(line["text"])`, as `tests/e2e.py` does.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -20,7 +27,8 @@ class FileTransport:
     def send(self, sms: Sms) -> str | None:
         """Write the SMS as one line with a single O_APPEND write, so lines never interleave."""
         line = json.dumps({
-            "from": sms.sender, "to": sms.recipient, "text": sms.text,
+            "from": sms.sender, "to": sms.recipient,
+            "text": sms.text if sms.sealed is None else sms.sealed, "sealed": sms.sealed is not None,
             "inbound_id": sms.inbound_id, "outbound_id": sms.outbound_id,
             "sent_at": dt.datetime.now(dt.UTC).isoformat(),
         }, ensure_ascii=False) + "\n"
