@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,10 +65,11 @@ class Gateway:
         self.processes[name] = process
         return process
 
-    def start(self) -> Gateway:
-        """Start the processes `govsms run` starts, but beat and flower; wait until ready."""
+    def start(self, only: Collection[str] | None = None) -> Gateway:
+        """Start the processes `govsms run` starts (or those named `only`), but beat and
+        flower; wait until ready."""
         for name, argv in processes(self.settings).items():
-            if name not in ("beat", "flower"):
+            if name not in ("beat", "flower") and (only is None or name in only):
                 self.spawn(name, argv)
         for name in self.processes:
             if name.startswith("worker-"):

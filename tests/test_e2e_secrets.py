@@ -27,6 +27,9 @@ pytestmark = pytest.mark.e2e
 
 CITIZEN, LOCAL_CITIZEN, PHONE, IIN = "+84905123456", "0905123456", "+77011234567", "880102300452"
 NOTICE_TO, NOTICE = "+77019998877", "Vash dokument gotov k vydache v CON nomer 4"
+# What the scenario passes through: 8188 registration, codes (outbound), the notice (bulk).
+PROCESSES = ("ingest", "worker-inbound", "worker-svc.account_registration", "worker-outbound",
+             "worker-bulk")
 SMPP_PASSWORD = "smPw-831"  # SMPP 3.4 passwords are at most 8 characters
 # A number of 10 to 15 digits in a row (a masked one has `***` in the middle).
 UNMASKED = re.compile(r"(?<![\w-])\+?\d{10,15}(?![\w-])")
@@ -55,7 +58,7 @@ def _kannel_link(gw: Gateway, folder: Path) -> Iterator[Link]:
     gw.settings = gw.settings.model_copy(update={"transport": f"{peer.transport_url}?dlr-url={dlr}"})
     peer.start()
     try:
-        yield Link(gw.start(), kannel_peer.SENDSMS_PASSWORD,
+        yield Link(gw.start(PROCESSES), kannel_peer.SENDSMS_PASSWORD,
                    lambda phone: [r.text() for r in peer.received() if r.receiver == phone])
     finally:
         gw.stop()
@@ -68,7 +71,7 @@ def _smpp_link(gw: Gateway) -> Iterator[Link]:
             "transport": f"smpp://govsms-tx:{SMPP_PASSWORD}@127.0.0.1:{smsc.port}"
                          "?mode=transmitter&tps=50"})
         try:
-            yield Link(gw.start(), SMPP_PASSWORD, lambda phone: [
+            yield Link(gw.start(PROCESSES), SMPP_PASSWORD, lambda phone: [
                 s.text for s in smsc.submits if s.destination_addr == phone.lstrip("+")])
         finally:
             gw.stop()
@@ -82,7 +85,7 @@ def link(request, database_url: str, redis_server: str, tmp_path: Path, conn) ->
         gw = Gateway(gateway_settings(database_url, redis_url, folder, SECRET), folder)
         if request.param == "file":
             try:
-                yield Link(gw.start(), None,
+                yield Link(gw.start(PROCESSES), None,
                            lambda phone: [s["text"] for s in gw.sent() if s["to"] == phone])
             finally:
                 gw.stop()
