@@ -99,6 +99,7 @@ def run(settings: Settings, *, demo: bool = False) -> int:
 
 
 def _run(settings: Settings, demo: bool) -> int:
+    """`run` once this instance holds the data dir and its ports are free."""
     data_dir = settings.data_dir.resolve()
     # Where the cluster goes is settled (or refused) before anything is generated.
     if not settings.database_url:
@@ -122,7 +123,7 @@ def _run(settings: Settings, demo: bool) -> int:
     try:
         redis_url = settings.redis_url or _start_server(sup, embedded.redis_spec(data_dir), logs)
         pg = None if settings.database_url else embedded.postgres_spec(data_dir)
-        database_url = settings.database_url or _start_server(sup, pg, logs)
+        database_url = settings.database_url if pg is None else _start_server(sup, pg, logs)
         # The URLs carry the servers' passwords: for this user's eyes only.
         embedded.write_private(runtime, json.dumps({
             "redis_url": redis_url, "database_url": database_url, "pid": os.getpid()}))
