@@ -82,7 +82,7 @@ def admin_url(own_servers: Path) -> Iterator[str]:
     spec = embedded.postgres_spec(own_servers)
     process = _start(spec, own_servers)
     try:
-        yield psycopg.conninfo.make_conninfo(spec.url, dbname="postgres")
+        yield psycopg.conninfo.make_conninfo(spec.admin_url, dbname="postgres")
     finally:
         _stop(process)
 

@@ -382,3 +382,39 @@ def test_logs_are_json_with_one_correlation_id_per_message_and_nothing_unmasked(
     violations = [line for name in gw.processes for line in gw.log(name).splitlines()
                   if UNMASKED.search(line)]
     assert violations == []
+
+
+def _bare_env(data_dir) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVSMS_")}
+    return {**env, "GOVSMS_DATA_DIR": str(data_dir)}
+
+
+def test_status_without_a_gateway_says_so_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "workers.cli", "status"], env=_bare_env(tmp_path),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "no gateway" in done.stderr and "govsms run" in done.stderr
+
+
+def test_status_with_the_gateway_gone_says_so_in_one_line(tmp_path):
+    # runtime.json left behind by a gateway killed outright: its servers are gone.
+    (tmp_path / "runtime.json").write_text(json.dumps({
+        "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+        "database_url": f"postgresql://govsms@127.0.0.1:{free_port()}/govsms"}))
+    done = subprocess.run([sys.executable, "-m", "workers.cli", "status"], env=_bare_env(tmp_path),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "do not answer" in done.stderr
+
+
+def test_replaying_all_with_none_open_is_no_error(database_url, redis_url, conn, monkeypatch):
+    monkeypatch.setenv("GOVSMS_DATABASE_URL", database_url)
+    monkeypatch.setenv("GOVSMS_REDIS_URL", redis_url)
+    result = CliRunner().invoke(main, ["dead-letters", "replay", "--all"])
+    assert (result.exit_code, result.output.strip()) == (0, "no open dead letters")
+    missing = CliRunner().invoke(main, ["dead-letters", "replay", "424242"])
+    assert missing.exit_code == 1 and "no dead letter 424242" in missing.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -15,7 +16,9 @@ import pytest
 
 from tests.e2e import wait_for
 from workers.cli import SEALED_NOTE
+from workers import embedded
 from workers.embedded import free_port
+from workers.settings import GENERATED_SECRETS
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +37,8 @@ def data_dir() -> Iterator[Path]:
 
 def _env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVSMS_")}
-    return {**env, "GOVSMS_DATA_DIR": str(data_dir), "GOVSMS_HTTP_PORT": str(port), **extra}
+    return {**env, "GOVSMS_DATA_DIR": str(data_dir), "GOVSMS_HTTP_PORT": str(port),
+            "GOVSMS_FLOWER_PORT": str(free_port()), **extra}
 
 
 class Running:
@@ -63,8 +67,8 @@ def test_run_starts_everything_embedded_stops_cleanly_and_keeps_data(data_dir):
     first = Running(env, data_dir / "run-1.out")
     try:
         started = json.loads((data_dir / "runtime.json").read_text())
-        assert started["redis_url"].startswith("redis://127.0.0.1:")
-        assert started["database_url"].startswith("postgresql://")
+        assert started["redis_url"].startswith("redis://:")  # with its password
+        assert started["database_url"].startswith("postgresql://govsms:")
         reply = first.send("hello")
         assert (reply.returncode, reply.stdout.strip()) == (0, NOT_FOUND)
         # A reply with a password is sealed: the command says it was sent, not what it says.
@@ -102,3 +106,41 @@ def test_run_with_configured_servers_starts_none(data_dir, database_url, redis_u
     output = (data_dir / "run.out").read_text()
     assert "started redis" not in output and "started postgres" not in output
     assert not (data_dir / "pg").exists() and not (data_dir / "redis").exists()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    """A folder like root's home in a container (0700): PostgreSQL's user cannot enter it."""
+    tmp_path.chmod(0o700)
+    yield tmp_path
+    link = tmp_path / "clone" / ".govsms" / "pg"
+    if link.is_symlink():
+        subprocess.run(["rm", "-rf", str(link.resolve().parent)], check=False)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_run_in_a_home_folder_works_and_a_second_run_there_refuses(home):
+    data_dir = home / "clone" / ".govsms"
+    env = _env(data_dir, free_port())
+    first = Running(env, home / "run-1.out")
+    try:
+        cluster = (data_dir / "pg").resolve()
+        assert cluster.parent.parent == embedded.CLUSTERS
+        assert f"PostgreSQL's cluster is in {cluster}" in (home / "run-1.out").read_text()
+        assert first.send("hello").stdout.strip() == NOT_FOUND
+        for name in ("runtime.json", *GENERATED_SECRETS, *embedded.PASSWORD_FILES):
+            assert _mode(data_dir / name) == 0o600, name
+        runtime = (data_dir / "runtime.json").read_bytes()
+
+        second = subprocess.run([*GOVSMS, "run"], env=env, capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert second.returncode == 1
+        assert second.stderr.strip() == (f"Error: govsms is already running in {data_dir}, "
+                                         f"pid {first.process.pid}")
+        assert (data_dir / "runtime.json").read_bytes() == runtime
+        assert first.send("hello again").stdout.strip() == NOT_FOUND
+    finally:
+        assert first.stop() == 0

@@ -27,11 +27,17 @@ def main() -> None:
 @click.option("--demo", is_flag=True, help="Load the demo dataset when the registries are empty")
 def run(demo: bool) -> None:
     """Run everything: embedded Redis/PostgreSQL if none configured, ingest, workers, beat."""
+    from workers.embedded import EmbeddedError
+    from workers.run import RunError
     from workers.run import run as run_all
 
     settings = Settings()
     logs.configure(settings.log_level, "text")  # a terminal; the processes it starts log JSON
-    sys.exit(run_all(settings, demo=demo))
+    try:
+        code = run_all(settings, demo=demo)
+    except (RunError, EmbeddedError) as error:
+        raise click.ClickException(str(error)) from None
+    sys.exit(code)
 
 
 @main.command()
@@ -204,11 +210,19 @@ def status() -> None:
     from workers.celery_app import all_queues, create_app
 
     settings = load_settings()
-    client = redis.Redis.from_url(settings.redis_url or "", socket_timeout=2)
+    if not settings.redis_url or not settings.database_url:
+        raise click.ClickException(ops.NO_GATEWAY.format(data_dir=settings.data_dir))
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
     now = dt.datetime.now(dt.UTC)
-    with psycopg.connect(_database_url()) as conn:
-        sent, in_time, overdue = ops.sla(conn, now - dt.timedelta(hours=1), now)
-        dead = ops.open_dead_letters(conn)
+    try:
+        with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
+            sent, in_time, overdue = ops.sla(conn, now - dt.timedelta(hours=1), now)
+            dead = ops.open_dead_letters(conn)
+        client.ping()
+    except (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise click.ClickException(f"the gateway's servers do not answer ({first}); "
+                                   + ops.NO_GATEWAY.format(data_dir=settings.data_dir)) from None
     click.echo("queues:")
     for queue, depth in ops.queue_depths(client, all_queues(settings)).items():
         click.echo(f"  {queue:<28}{depth:>8}")
@@ -286,8 +300,11 @@ def dead_letters_replay(dead_letter_id: int | None, replay_all: bool) -> None:
     queued = {"inbound": [], "outbound": []}
     with psycopg.connect(_database_url()) as conn:
         letters = messages.dead_letters(conn, dead_letter_id=dead_letter_id)
+        if not letters and replay_all:
+            click.echo("no open dead letters")
+            return
         if not letters:
-            raise click.ClickException("no such dead letter, or none open")
+            raise click.ClickException(f"no dead letter {dead_letter_id}")
         for letter in letters:
             replayed = messages.replay_dead_letter(conn, letter)
             if replayed:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -18,10 +20,17 @@ from replies.masking import redact_secrets
 from workers import db, embedded, extracts, replay
 from workers import demo as demo_data
 from workers.celery_app import BULK, INBOUND, OUTBOUND, all_queues
-from workers.settings import RUNTIME_FILE, Settings
+from workers.settings import GENERATED_SECRETS, RUNTIME_FILE, Settings
 from workers.supervisor import Child, Supervisor
 
 log = logging.getLogger(__name__)
+
+
+LOCK_FILE = "govsms.lock"
+
+
+class RunError(RuntimeError):
+    """`govsms run` cannot start; the message says why in one line."""
 
 
 def _python(*args: str) -> list[str]:
@@ -31,17 +40,77 @@ def _python(*args: str) -> list[str]:
 def _start_server(sup: Supervisor, spec: embedded.ServerSpec, logs: Path) -> str:
     child = sup.start(Child(spec.name, spec.argv, logs / f"{spec.name}.log", user=spec.user,
                             group=spec.group, stop_signal=signal.SIGINT
-                            if spec.name == "postgres" else signal.SIGTERM))
+                            if spec.name == "postgres" else signal.SIGTERM, stop_last=True))
     embedded.wait_ready(spec, child.alive)
     return spec.url
 
 
+def _lock(settings: Settings) -> int:
+    """Hold DATA_DIR/govsms.lock for this instance's life (the pid inside), or refuse: a second
+    instance would start a second Redis on the same AOF and remove the first's runtime.json."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(settings.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunError(f"govsms is already running in {settings.data_dir}, pid {pid}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def check_ports(settings: Settings) -> None:
+    """Fail at once, naming the setting that moves it, when a port we will listen on is taken:
+    else the banner says running while the ingest restarts in a loop behind it."""
+    wanted = [("ingest HTTP", settings.http_host, settings.http_port, "GOVSMS_HTTP_PORT"),
+              ("Flower", settings.flower_host, settings.flower_port, "GOVSMS_FLOWER_PORT")]
+    if settings.http_port == settings.flower_port:
+        raise RunError(f"the ingest and Flower both want port {settings.http_port}: "
+                       "set GOVSMS_HTTP_PORT or GOVSMS_FLOWER_PORT")
+    for what, host, port, setting in wanted:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            socket.create_server((host, port), family=family).close()
+        except OSError as error:
+            raise RunError(f"port {port} ({what}, {host}) is not free: {error.strerror}; "
+                           f"stop what uses it or set {setting}") from None
+
+
+def _govsms() -> str:
+    """How to call `govsms` here: its name if PATH finds this very script, else its path."""
+    script = sys.argv[0]
+    if Path(script).name == "govsms":
+        found = shutil.which("govsms")
+        if found and os.path.exists(script) and os.path.samefile(found, script):
+            return "govsms"
+        return script
+    return f"{os.path.relpath(sys.executable)} -m workers.cli"
+
+
 def run(settings: Settings, *, demo: bool = False) -> int:
     """Start servers as needed, migrate, start the gateway's processes and supervise them."""
+    lock = _lock(settings)
+    try:
+        check_ports(settings)
+        return _run(settings, demo)
+    finally:
+        os.close(lock)
+
+
+def _run(settings: Settings, demo: bool) -> int:
+    """`run` once this instance holds the data dir and its ports are free."""
     data_dir = settings.data_dir.resolve()
+    # Where the cluster goes is settled (or refused) before anything is generated.
+    if not settings.database_url:
+        embedded.postgres_folder(data_dir)
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     settings.ensure_secrets()
+    for name in (*GENERATED_SECRETS, *embedded.PASSWORD_FILES):
+        if (data_dir / name).exists():  # an older version's may be wider
+            (data_dir / name).chmod(0o600)
     sup = Supervisor()
     stop = False
 
@@ -54,10 +123,11 @@ def run(settings: Settings, *, demo: bool = False) -> int:
     runtime = data_dir / RUNTIME_FILE
     try:
         redis_url = settings.redis_url or _start_server(sup, embedded.redis_spec(data_dir), logs)
-        database_url = settings.database_url or _start_server(
-            sup, embedded.postgres_spec(data_dir), logs)
-        runtime.write_text(json.dumps({"redis_url": redis_url, "database_url": database_url,
-                                       "pid": os.getpid()}))
+        pg = None if settings.database_url else embedded.postgres_spec(data_dir)
+        database_url = settings.database_url if pg is None else _start_server(sup, pg, logs)
+        # The URLs carry the servers' passwords: for this user's eyes only.
+        embedded.write_private(runtime, json.dumps({
+            "redis_url": redis_url, "database_url": database_url, "pid": os.getpid()}))
         applied = db.migrate(database_url)
         log.info("migrations applied: %s", ", ".join(applied) or "none pending")
         if demo:
@@ -68,6 +138,9 @@ def run(settings: Settings, *, demo: bool = False) -> int:
                     for name, argv in processes(settings).items()]
         _wait_listening(settings, children[0].alive)
         _print_banner(settings, redis_url, database_url, logs)
+        if pg is not None and pg.location is not None:
+            print(f"PostgreSQL's cluster is in {pg.location} ({data_dir}/pg links there): "
+                  f"its user cannot enter {data_dir}", flush=True)
         while not stop:
             sup.check()
             time.sleep(0.5)
@@ -147,5 +220,5 @@ def _print_banner(settings: Settings, redis_url: str, database_url: str, logs: P
   metrics       {settings.ingest_url}/metrics   health {settings.ingest_url}/readyz
   transport     {_mask_url(settings.transport_url)}
   logs          {logs}/
-Try:  govsms send --from +77011234567 --to 1414 --wait 10 "hello"
+Try:  {_govsms()} send --from +77011234567 --to 1414 --wait 10 "hello"
 """, flush=True)

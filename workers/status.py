@@ -17,6 +17,8 @@ from prometheus_client.registry import Collector
 from psycopg_pool import ConnectionPool
 
 RETRIES_KEY = "govsms:metrics:retries"
+NO_GATEWAY = ("no gateway to ask: start `govsms run` (it writes {data_dir}/runtime.json) or "
+              "set GOVSMS_REDIS_URL and GOVSMS_DATABASE_URL")
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 

@@ -1,4 +1,4 @@
-"""A small process supervisor: start children, restart the ones that die, stop all in order."""
+"""A small process supervisor: start children, restart the ones that die, stop them all at once."""
 
 from __future__ import annotations
 
@@ -37,6 +37,8 @@ class Child:
     user: int | None = None
     group: int | None = None
     stop_signal: signal.Signals = signal.SIGTERM
+    # Servers (Redis, PostgreSQL) stop after the rest: a worker's warm shutdown still needs them.
+    stop_last: bool = False
     process: subprocess.Popen | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -90,16 +92,25 @@ class Supervisor:
                 log.info("restarted %s (pid %s)", child.name, child.process.pid)
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        """Stop every child, last started first; kill what does not stop in time."""
+        """Stop every child: all at once, then the `stop_last` ones; kill what overstays."""
         self.stopping = True
-        for child in reversed(self.children):
-            if not child.alive():
-                continue
-            child.process.send_signal(child.stop_signal)
-            try:
-                child.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in %.0f s; killing it", child.name, timeout_s)
-                child.process.kill()
-                child.process.wait()
-            log.info("stopped %s", child.name)
+        first = [child for child in reversed(self.children) if not child.stop_last]
+        last = [child for child in reversed(self.children) if child.stop_last]
+        for group in (first, last):
+            _stop_together(group, timeout_s)
+
+
+def _stop_together(children: list[Child], timeout_s: float) -> None:
+    """Signal every child, then wait for them together: as long as the slowest, not the sum."""
+    running = [child for child in children if child.alive()]
+    for child in running:
+        child.process.send_signal(child.stop_signal)
+    deadline = time.monotonic() + timeout_s
+    for child in running:
+        try:
+            child.process.wait(max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0f s; killing it", child.name, timeout_s)
+            child.process.kill()
+            child.process.wait()
+        log.info("stopped %s", child.name)
