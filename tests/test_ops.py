@@ -204,18 +204,17 @@ def test_flower_needs_the_password_and_shows_ids_only(gw, monkeypatch):
         flower.wait(10)
 
 
-REDIS_PW = "redis-password-of-the-flower-test-0123456789"
-
-
 @pytest.fixture
-def redis_with_password(tmp_path) -> Iterator[str]:
-    """A Redis of this test's own that wants a password, for a broker URL that carries one."""
+def redis_with_password(tmp_path) -> Iterator[tuple[str, str]]:
+    """A Redis of this test's own that wants a password (as the embedded one does): its URL,
+    which carries the password, and the password."""
     spec = embedded.redis_spec(tmp_path)
-    server = subprocess.Popen([*spec.argv, "--requirepass", REDIS_PW], stdout=subprocess.DEVNULL)
-    url = spec.url.replace("redis://", f"redis://:{REDIS_PW}@")
+    server = subprocess.Popen(spec.argv, stdout=subprocess.DEVNULL)
+    password = (tmp_path / embedded.REDIS_PASSWORD).read_text().strip()
     try:
-        wait_for(lambda: _pings(url), 20, "redis with a password")
-        yield url
+        wait_for(lambda: _pings(spec.url), 20, "redis with a password")
+        assert not _pings(spec.url.replace(f":{password}@", ""))
+        yield spec.url, password
     finally:
         server.kill()
         server.wait()
@@ -231,9 +230,10 @@ def _pings(url: str) -> bool:
 def test_flower_is_monitoring_only_and_shows_no_password(redis_with_password, database_url,
                                                           tmp_path):
     """Flower's control API answers 403, and nothing it shows holds the broker's password."""
+    redis_url, redis_password = redis_with_password
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("GOVSMS_")},
-           "GOVSMS_REDIS_URL": redis_with_password, "GOVSMS_DATABASE_URL": database_url,
+           "GOVSMS_REDIS_URL": redis_url, "GOVSMS_DATABASE_URL": database_url,
            "GOVSMS_DATA_DIR": str(tmp_path), "GOVSMS_BRIDGE_SECRET": SECRET,
            "GOVSMS_SECRET_KEY": SECRET[::-1], "GOVSMS_FLOWER_PORT": str(port),
            "GOVSMS_FLOWER_PASSWORD": FLOWER_PW}
@@ -260,7 +260,7 @@ def test_flower_is_monitoring_only_and_shows_no_password(redis_with_password, da
             "/api/workers?refresh=1", f"/worker/{name}", "/workers", "/broker", "/api/tasks",
             "/api/queues/length")]
         assert "redbeat_redis_url" in shown[0] and name in shown[1]
-        assert [page for page in shown if REDIS_PW in page] == []
+        assert [page for page in shown if redis_password in page] == []
         control = [f"/api/worker/shutdown/{name}", f"/api/worker/pool/restart/{name}",
                    f"/api/worker/pool/grow/{name}?n=1", f"/api/worker/pool/shrink/{name}?n=1",
                    f"/api/worker/pool/autoscale/{name}?min=1&max=2",
@@ -277,7 +277,7 @@ def test_flower_is_monitoring_only_and_shows_no_password(redis_with_password, da
         time.sleep(0.5)
         assert worker.poll() is None and listed(), "the worker was stopped or lost its consumer"
         logged = logs["worker"].read_text() + logs["flower"].read_text()
-        assert REDIS_PW not in logged and FLOWER_PW not in logged
+        assert redis_password not in logged and FLOWER_PW not in logged
     finally:
         for process in (flower, worker):
             process.terminate()
