@@ -274,6 +274,8 @@ def served(database_url: str, redis_url: str, tmp_path_factory) -> Iterator[int]
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        else:
+            pytest.fail("govsms ingest did not answer /healthz within 30 s")
         yield port
     finally:
         process.terminate()
@@ -373,3 +375,26 @@ def test_headers_sent_slowly_get_the_connection_dropped(served):
 def test_a_prompt_caller_on_the_same_server_is_served(served):
     answer = exchange(served, b"GET /healthz HTTP/1.1\r\nHost: ingest\r\nConnection: close\r\n\r\n")
     assert status(answer) == 200
+
+
+def test_a_connection_that_sends_nothing_is_closed(served):
+    with socket.create_connection(("127.0.0.1", served), timeout=ANSWER_WITHIN_S,
+                                  source_address=(ALLOWED_SOURCE, 0)) as sock:
+        assert sock.recv(1024) == b""  # closed quietly; a timeout here fails the test
+
+
+def test_headers_past_their_bound_are_refused(served):
+    pad = "".join(f"X-Pad-{n}: {'p' * 1000}\r\n" for n in range(140))  # 140 KB
+    answer = exchange(served, f"GET /healthz HTTP/1.1\r\nHost: ingest\r\n{pad}\r\n".encode())
+    assert status(answer) == 431
+    assert b"ppp" not in answer
+
+
+def test_forwarded_headers_are_believed_only_from_configured_proxies(settings):
+    app = create_app(settings)
+    plain = door.server_config(settings, app)
+    assert plain.proxy_headers is False
+    proxied = Settings(**{**settings.model_dump(), "trusted_proxies": "10.0.0.1, 10.1.0.0/16"})
+    config = door.server_config(proxied, app)
+    assert config.proxy_headers is True
+    assert config.forwarded_allow_ips == ["10.0.0.1/32", "10.1.0.0/16"]

@@ -146,7 +146,7 @@ class Door:
         limit = body_limit(path)
         length = headers.get("content-length")
         if refusal is None and length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 refusal = Refusal(400, "invalid Content-Length")
             elif int(length) > limit:
                 refusal = Refusal(413, body_limit_reason(path))
@@ -255,7 +255,8 @@ class HeaderDeadline(asyncio.Protocol):
     header_timeout_s = HEADER_TIMEOUT_S
     max_header_bytes = MAX_HEADER_BYTES
     _deadline: asyncio.TimerHandle | None = None
-    _header_bytes = 0
+    _header_bytes = 0  # of the request whose headers are awaited
+    _tail = b""  # the last bytes seen, should the blank line be split between reads
     # Provided by uvicorn's protocol classes.
     cycle: Any
     transport: asyncio.Transport
@@ -266,15 +267,19 @@ class HeaderDeadline(asyncio.Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        waiting = self._waiting()
-        super().data_received(data)  # type: ignore[misc]
-        if not waiting:
+        if not self._waiting():
+            super().data_received(data)  # type: ignore[misc]
             return
-        if self._waiting():
-            self._header_bytes += len(data)
-            if self._header_bytes > self.max_header_bytes:
-                self._drop(431, "Request Header Fields Too Large")
-        else:
+        # Measured before the parser sees them: past the bound, nothing of them is parsed.
+        seen = self._tail + data
+        end = seen.find(b"\r\n\r\n")
+        header_bytes = self._header_bytes + (len(data) if end < 0 else end + 4 - len(self._tail))
+        self._header_bytes, self._tail = header_bytes, seen[-3:]
+        if header_bytes > self.max_header_bytes:
+            self._drop(431, "Request Header Fields Too Large")
+            return
+        super().data_received(data)  # type: ignore[misc]
+        if not self._waiting():
             self._disarm()
 
     def on_response_complete(self) -> None:
@@ -291,7 +296,7 @@ class HeaderDeadline(asyncio.Protocol):
 
     def _arm(self) -> None:
         self._disarm()
-        self._header_bytes = 0
+        self._header_bytes, self._tail = 0, b""
         self._deadline = asyncio.get_running_loop().call_later(
             self.header_timeout_s, self._drop, 408, "Request Timeout")
 
@@ -304,14 +309,15 @@ class HeaderDeadline(asyncio.Protocol):
         self._disarm()
         if self.transport.is_closing():
             return
-        # Only a caller that started a request is told why; an idle connection just closes.
+        # Only a caller that started a request is told why; an idle connection just closes
+        # (as uvicorn's keep-alive timeout would close it), and is not worth a warning.
         if self._header_bytes:
             body = reason.encode()
             self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\n"
                                  b"content-length: %d\r\nconnection: close\r\n\r\n%s"
                                  % (status, reason.encode(), len(body), body))
-        client = getattr(self, "client", None)
-        log.warning("dropped a connection from %s: %s", client[0] if client else "?", reason)
+            client = getattr(self, "client", None)
+            log.warning("dropped a connection from %s: %s", client[0] if client else "?", reason)
         self.transport.close()
 
 
@@ -329,4 +335,5 @@ def server_config(settings: Settings, app: ASGIApp) -> uvicorn.Config:
     return uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
                           access_log=False, log_config=None,
                           proxy_headers=bool(proxies), forwarded_allow_ips=proxies,
-                          http=protocol_class(settings.http_header_timeout_s))
+                          http=protocol_class(settings.http_header_timeout_s),
+                          ws="none")  # no WebSocket route: no upgrade to offer
