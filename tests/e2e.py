@@ -79,7 +79,7 @@ class Gateway:
 
     def _ingest_up(self) -> bool:
         try:
-            return httpx.get(f"{self.settings.ingest_url}/docs", timeout=1).status_code == 200
+            return httpx.get(f"{self.settings.ingest_url}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -182,7 +182,8 @@ def test_replies_of_a_message_are_listed_for_the_bridge(client, conn):
     inbound_id = client.post("/v1/messages/inbound", json=KANNEL, headers=TOKEN).json()["id"]
     conn.execute("INSERT INTO outbound (inbound_id, sender, recipient, text, deadline) "
                  "VALUES (%s, '1414', '+77011234567', 'hi', now())", (inbound_id,))
-    replies = client.get(f"/v1/messages/inbound/{inbound_id}/replies", headers=TOKEN).json()
+    replies = client.get(f"/v1/messages/inbound/{inbound_id}/replies", headers=TOKEN,
+                         params={"id": KANNEL["id"], "smsc": KANNEL["smsc"]}).json()
     assert [(r["text"], r["state"]) for r in replies["replies"]] == [("hi", "queued")]
     assert client.get(f"/v1/messages/inbound/{inbound_id}/replies").status_code == 401
 

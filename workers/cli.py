@@ -45,13 +45,12 @@ def ingest() -> None:
     """Serve the ingest HTTP endpoints (what `govsms run` starts)."""
     import uvicorn
 
+    from workers.door import server_config
     from workers.ingest import create_app
 
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
-    # No access log: Kannel's query strings carry phone numbers and the bridge token.
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                access_log=False, log_config=None)
+    uvicorn.Server(server_config(settings, create_app(settings))).run()
 
 
 @main.command("smpp-ingest")
@@ -162,7 +161,8 @@ def send(sender: str, shortcode: str, wait: float | None, text: str) -> None:
     headers = {"X-Bridge-Token": settings.secret()}
     with httpx.Client(base_url=settings.ingest_url, headers=headers, timeout=10) as client:
         try:
-            inbound_id = _post_inbound(client, sender, shortcode, text)
+            external_id = uuid.uuid4().hex
+            inbound_id = _post_inbound(client, sender, shortcode, text, external_id)
         except httpx.HTTPError as error:
             raise click.ClickException(f"cannot reach ingest at {settings.ingest_url}: {error}")
         if wait is None:
@@ -171,7 +171,8 @@ def send(sender: str, shortcode: str, wait: float | None, text: str) -> None:
         printed: set[int] = set()
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            replies = client.get(f"/v1/messages/inbound/{inbound_id}/replies").json()["replies"]
+            replies = client.get(f"/v1/messages/inbound/{inbound_id}/replies",
+                                 params={"id": external_id, "smsc": "cli"}).json()["replies"]
             for reply in replies:
                 if reply["state"] == "sent" and reply["id"] not in printed:
                     printed.add(reply["id"])
@@ -183,9 +184,10 @@ def send(sender: str, shortcode: str, wait: float | None, text: str) -> None:
     sys.exit(1)
 
 
-def _post_inbound(client: httpx.Client, sender: str, shortcode: str, text: str) -> int:
+def _post_inbound(client: httpx.Client, sender: str, shortcode: str, text: str,
+                  external_id: str) -> int:
     response = client.post("/v1/messages/inbound", json={
-        "from": sender, "to": shortcode, "text": text, "id": uuid.uuid4().hex, "smsc": "cli"})
+        "from": sender, "to": shortcode, "text": text, "id": external_id, "smsc": "cli"})
     if response.status_code != 202:
         raise click.ClickException(f"ingest answered {response.status_code}: {response.text}")
     return int(response.json()["id"])

@@ -7,8 +7,6 @@ the bridge gets a 2xx; if either fails, the bridge gets 503 and retries.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import logging
 import time
 import uuid
@@ -21,17 +19,18 @@ import psycopg
 import redis
 from annotated_types import Len
 from celery import Celery
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from psycopg_pool import ConnectionPool
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from replies.masking import mask_digits
 from replies.templates import Templates
 from services.phones import to_e164
-from workers import db, messages
+from workers import db, door, messages
 from workers.api import ClientApi, Clock, utc_now
 from workers.api import router as client_api
 from workers.celery_app import INBOUND, all_queues
@@ -44,7 +43,7 @@ from workers.tasks import DISPATCH, publish
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 10_000
+MAX_TEXT = door.MAX_TEXT
 MAX_BATCH = 500
 BACKLOG_CHECK_S = 1.0
 # Each read from Redis while publishing: with the tasks' retry policy, a stalled broker
@@ -53,7 +52,7 @@ BROKER_TIMEOUT_S = 2.0
 # Kannel's delivery report types (its `%d`) as delivery states.
 KANNEL_DLR = {1: "delivered", 2: "undeliverable", 4: "enroute", 8: "accepted", 16: "rejected"}
 DEFAULT_SOURCE = "http"
-TOKEN_HEADER = "X-Bridge-Token"
+TOKEN_HEADER = door.TOKEN_HEADER
 
 
 class InboundSms(BaseModel):
@@ -202,23 +201,32 @@ class Batcher:
 
 
 def _check_bridge(request: Request) -> None:
-    """Only configured bridges get in: allowed address, then the shared secret."""
-    settings: Settings = request.app.state.settings
+    """Only configured bridges get in: allowed address, then the shared secret (never empty).
+
+    The door checked it already, before the body; this keeps each bridge route shut on its
+    own should a route ever be served without the door in front.
+    """
     client = request.client.host if request.client else ""
-    if settings.bridge_allow_ips:
-        try:
-            address = ipaddress.ip_address(client)
-        except ValueError:
-            address = None
-        if address is None or not any(address in net for net in settings.bridge_allow_ips):
-            log.warning("refused %s %s from %s: address not allowed", request.method,
-                        request.url.path, client)
-            raise HTTPException(403, "address not allowed")
-    token = request.headers.get(TOKEN_HEADER) or request.query_params.get("token") or ""
-    if not hmac.compare_digest(token.encode(), request.app.state.secret.encode()):
-        log.warning("refused %s %s from %s: bad or missing token", request.method,
-                    request.url.path, client)
-        raise HTTPException(401, "bad or missing bridge token")
+    token = door.bridge_token(request.url.path, request.headers, request.query_params)
+    refusal = door.check_bridge(request.app.state.settings, request.app.state.secret, client,
+                                token)
+    if refusal is not None:
+        log.warning("refused %s %s from %s: %s", request.method, request.url.path, client,
+                    refusal.reason)
+        raise HTTPException(refusal.status, refusal.reason)
+
+
+def _check_shortcodes(settings: Settings, batch: list[InboundSms], *, status: int = 422,
+                      indexed: bool = False) -> None:
+    """Refuse messages to a short code this gateway does not serve: nobody would answer them
+    from a code that is not ours."""
+    known = ", ".join(sorted(settings.shortcodes))
+    problems = [f"{f'{n}.' if indexed else ''}to: not a configured short code ({known})"
+                for n, sms in enumerate(batch) if sms.to not in settings.shortcodes]
+    if len(problems) > door.MAX_ERRORS:
+        problems[door.MAX_ERRORS:] = [f"and {len(problems) - door.MAX_ERRORS} more"]
+    if problems:
+        raise HTTPException(status, problems)
 
 
 async def _accept(request: Request, batch: list[InboundSms]) -> list[Accepted]:
@@ -252,10 +260,14 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
             pool.close()
             limits.close()
 
-    app = FastAPI(title="govsms ingest", lifespan=lifespan)
+    # No /docs, /redoc or /openapi.json: the door's callers are configured, not discovered.
+    app = FastAPI(title="govsms ingest", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.include_router(client_api)
     app.state.settings = settings
     app.state.secret = settings.secret()
+    app.add_middleware(door.Door, settings=settings, secret=app.state.secret)
+    app.add_exception_handler(RequestValidationError, door.invalid_request)
     bridge = [Depends(_check_bridge)]
 
     @app.api_route("/sms/inbound", methods=["GET", "POST"], dependencies=bridge,
@@ -268,8 +280,9 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
         fields.pop("token", None)
         try:
             sms = InboundSms.model_validate(fields)
-        except ValueError as error:
-            raise HTTPException(400, "expected from, to, text, id, smsc") from error
+        except ValidationError as error:
+            raise HTTPException(400, door.describe(error.errors())) from None
+        _check_shortcodes(settings, [sms], status=400)
         accepted, = await _accept(request, [sms])
         return "duplicate" if accepted.duplicate else "accepted"
 
@@ -281,13 +294,21 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
         state = KANNEL_DLR.get(type)
         if state is None:
             raise HTTPException(400, f"unknown delivery report type {type}")
+        if outbound < 0:
+            log.warning("delivery report for a negative outbound id refused")
+            raise HTTPException(400, "outbound: a positive id")
         with request.app.state.ingest.pool.connection() as conn:
-            messages.record_delivery(conn, outbound, state)
+            # No row changed: either a final state stays, or the id is none of ours.
+            if not messages.record_delivery(conn, outbound, state) and not messages.describe(
+                    conn, "outbound", outbound):
+                log.warning("delivery report for unknown outbound %d", outbound)
+                raise HTTPException(404, "outbound: no such message")
         return "ok"
 
     @app.post("/v1/messages/inbound", dependencies=bridge, status_code=202)
     async def json_inbound(request: Request, sms: InboundSms) -> JSONResponse:
         """The same, as JSON: {"from", "to", "text", "id", "smsc"}."""
+        _check_shortcodes(settings, [sms])
         accepted, = await _accept(request, [sms])
         return JSONResponse({"id": accepted.id, "duplicate": accepted.duplicate}, status_code=202)
 
@@ -297,6 +318,7 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
                                  ) -> JSONResponse:
         """Many at once, for a bridge that queues: a JSON array of the same objects, kept all
         or none (one invalid object refuses the batch). The answers in the same order."""
+        _check_shortcodes(settings, batch, indexed=True)
         accepted = await _accept(request, batch)
         return JSONResponse([{"id": a.id, "duplicate": a.duplicate} for a in accepted],
                             status_code=202)
@@ -331,9 +353,17 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
                         media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/messages/inbound/{inbound_id}/replies", dependencies=bridge)
-    def inbound_replies(inbound_id: int, request: Request) -> dict:
-        """The reply parts of an inbound message and their states."""
+    def inbound_replies(inbound_id: int, request: Request,
+                        id: Annotated[str, Query(min_length=1, max_length=128)],
+                        smsc: Annotated[str, Query(min_length=1, max_length=64)] = DEFAULT_SOURCE,
+                        ) -> dict:
+        """The reply parts of an inbound message and their states, for the bridge that handed
+        it over: `?id=` its own message id and `&smsc=` the link (as it posted them), so our
+        sequential ids alone do not open anyone's replies."""
         with request.app.state.ingest.pool.connection() as conn:
-            return {"replies": messages.replies(conn, inbound_id)}
+            found = messages.replies_to(conn, inbound_id, source=smsc, external_id=id)
+        if found is None:
+            raise HTTPException(404, "no such message from this id and link")
+        return {"replies": found}
 
     return app

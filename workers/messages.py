@@ -351,6 +351,27 @@ def replies(conn: psycopg.Connection, inbound_id: int) -> list[dict]:
         return cur.execute(_REPLIES, (inbound_id,)).fetchall()
 
 
+_REPLIES_TO = """
+SELECT o.id, o.part, CASE WHEN o.sealed THEN NULL ELSE o.text END AS text, o.sealed, o.state,
+       o.sent_at
+FROM inbound i LEFT JOIN outbound o ON o.inbound_id = i.id
+WHERE i.id = %(id)s AND i.source = %(source)s AND i.external_id = %(external_id)s
+ORDER BY o.part
+"""
+
+
+def replies_to(conn: psycopg.Connection, inbound_id: int, *, source: str,
+               external_id: str) -> list[dict] | None:
+    """As `replies`, only if the inbound message came from `source` with `external_id`: the
+    bridge proves it handed the message over; None when it did not (or there is none)."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        rows = cur.execute(_REPLIES_TO, {"id": inbound_id, "source": source,
+                                         "external_id": external_id}).fetchall()
+    if not rows:
+        return None
+    return [row for row in rows if row["id"] is not None]
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A message the pipeline gave up on."""

@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     bridge_allow_ips: Annotated[list[Network], NoDecode] = Field(
         default_factory=list, description="Networks the bridge may call from (comma-separated "
                                           "or JSON list); empty: any")
+    trusted_proxies: Annotated[list[Network], NoDecode] = Field(
+        default_factory=list, description="Reverse proxies whose X-Forwarded-For the ingest "
+                                          "believes (comma-separated or JSON list); empty: none, "
+                                          "the peer's own address is the caller's")
+    http_header_timeout_s: float = Field(5.0, description="Seconds a caller has to send its "
+                                         "request headers before the ingest drops the connection")
     shortcodes: dict[str, list[str]] = Field(
         default_factory=lambda: dict(DEFAULT_SHORTCODES),
         description="Which services answer on which short code (JSON)")
@@ -183,7 +189,7 @@ class Settings(BaseSettings):
                                    "may send a day (UTC), unless its own entry says")
     api_max_parts: int = Field(6, ge=1, description="SMS parts one outbound message may take")
 
-    @field_validator("bridge_allow_ips", mode="before")
+    @field_validator("bridge_allow_ips", "trusted_proxies", mode="before")
     @classmethod
     def _split_networks(cls, value: Any) -> Any:
         if isinstance(value, str):
