@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test faults bench dashboard install servers peers clean
+.PHONY: run test faults bench dashboard install servers peers constraints clean
 
 run: install servers
 	$(VENV)/bin/govsms run --demo
@@ -27,12 +27,12 @@ dashboard: install servers peers
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml deploy/constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "govsms needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dashboard]'
+	$(PY) -m pip install --quiet -c deploy/constraints.txt -e '.[test,dashboard]'
 	touch $@
 
 # Redis and PostgreSQL binaries: the system's, else Debian's packages, else PyPI's bundles.
@@ -42,6 +42,11 @@ servers: install
 # The SMSC peers of the delivery tests: Kannel (Debian's packages) and an SMPP server (PyPI).
 peers: install
 	PY=$(PY) deploy/ensure-peers
+
+# The versions the tests ran with, pinned for the image and for `make install`: after
+# changing a dependency, install without constraints, run `make test`, then this.
+constraints:
+	$(PY) -m pip freeze --exclude-editable --exclude govsms | sed '/^#/d' > deploy/constraints.txt
 
 clean:
 	rm -rf $(VENV) .govsms .pytest_cache .hypothesis *.egg-info
