@@ -102,8 +102,8 @@ def metered() -> Iterator[Meter]:
         meter.work += meter.normalisation(text)
         return unicodedata.normalize(form, text)
 
-    counting_unicodedata = types.SimpleNamespace(
-        **{name: getattr(unicodedata, name) for name in dir(unicodedata) if not name.startswith("__")})
+    counting_unicodedata = types.SimpleNamespace(**{
+        name: getattr(unicodedata, name) for name in dir(unicodedata) if not name.startswith("__")})
     counting_unicodedata.normalize = normalize
     for module in _MODULES:
         for name, value in list(vars(module).items()):
@@ -209,7 +209,7 @@ def test_the_h_rule_agrees_with_its_regex(words: str) -> None:
 def test_stream_safe_bounds_every_run_of_marks(text: str) -> None:
     safe = stream_safe(text)
     assert safe.replace("\u034f", "") == text
-    runs = re.findall("[\u0301\u0316\u0306\uff9e\u0344]+", safe)
-    assert all(len(run) <= STREAM_SAFE_RUN for run in runs)
-    if all(len(run) <= STREAM_SAFE_RUN for run in re.findall("[\u0301\u0316\u0306\uff9e\u0344]+", text)):
+    marks = re.compile("[\u0301\u0316\u0306\uff9e\u0344]+")
+    assert all(len(run) <= STREAM_SAFE_RUN for run in marks.findall(safe))
+    if all(len(run) <= STREAM_SAFE_RUN for run in marks.findall(text)):
         assert safe == text  # a text of short runs is left as it is
