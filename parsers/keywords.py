@@ -33,6 +33,7 @@ _FUZZY_FROM = 6  # a typo in a shorter keyword makes another word too often
 _MAX_WORDS = 8  # keywords have up to three words; room for them split up further
 _READINGS = (LATIN_AS_CYRILLIC, CYRILLIC_AS_LATIN)
 _NOT_FOUND = ParseError(None, ErrorCode.SERVICE_NOT_FOUND)
+_CUT_MARK = "\ufffd\ufffd"  # folds to two FOREIGN letters
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,10 @@ class _Table:
                                      f"{other.service}'s")
         self.longest_first = sorted(self.words.items(), key=lambda item: -len(item[0]))
         self.longest = len(self.longest_first[0][0]) if self.longest_first else 0
+        # Raw characters of a word that can hold a keyword: a letter typed as up to four
+        # (a letter, its marks, apostrophes, a k before h), and room for a few more. Only this
+        # window of each first word is folded, so matching costs the same for any text length.
+        self.window = 4 * self.longest + 16
         self.by_length: dict[int, list[tuple[str, _Entry]]] = {}
         for form, entry in self.longest_first:
             if len(form) >= _FUZZY_FROM:
@@ -133,15 +138,18 @@ class _Table:
         if not self.words:
             return None
         spans = [first]
-        budget = 4 * self.longest + 16  # raw letters enough for the longest keyword, even in ш/щ
         size = first.end() - first.start()
         for token in tokens:
-            if is_number(token.group()) or len(spans) == _MAX_WORDS or size > budget:
+            if is_number(token.group()) or len(spans) == _MAX_WORDS or size > self.window:
                 break
             spans.append(token)
             size += token.end() - token.start()
-        raws = [span.group() for span in spans]
-        joined = WORD_SEPARATOR.join(raws)
+        raws = [span.group()[:self.window] for span in spans]
+        # A word cut at the window ends in two foreign letters: never a keyword, not even a typo
+        # of one, yet a keyword glued to the start of its window is still found.
+        joined = WORD_SEPARATOR.join(
+            raw if len(raw) == span.end() - span.start() else raw + _CUT_MARK
+            for raw, span in zip(raws, spans))
         direct = self._words(None, fold_words(joined))
         result = self._exact(direct, spans, text)  # the common case, so the other readings wait
         if result is not None:

@@ -55,8 +55,6 @@ _LATIN = {
     "đ": "d", "ð": "d", "ł": "l", "ħ": "h", "æ": "ae", "œ": "oe", "þ": "th", "ŋ": "n",
 }
 
-# One sound, several Latin spellings: kh, ch and x (and any k, c or q before them) are all х.
-_H = re.compile("[kcq]*(?:[kcq]h|x)")
 _LONE = str.maketrans("cqjyw", "skiiv")
 _NOT_LATIN = re.compile(f"[^a-z{WORD_SEPARATOR}]")
 
@@ -69,11 +67,35 @@ def _strip_marks(text: str) -> str:
 _BEFORE_NFKC: dict[int, str | None] = {ord(a): None for a in _APOSTROPHES}
 
 
-def _build_tables() -> tuple[dict[int, str | None], dict[int, str | None]]:
-    """The tables of `clean()` and of the letter folding."""
+def _leads_with_a_mark(char: str) -> bool:
+    """True when `char` decomposes (NFKD) into a non-starter first: it joins a run of marks."""
+    if unicodedata.combining(char):
+        return True
+    return bool(unicodedata.decomposition(char)) and unicodedata.combining(
+        unicodedata.normalize("NFKD", char)[0]) != 0
+
+
+def _class_of(code_points: list[int]) -> str:
+    """A regex character class body matching exactly `code_points` (sorted), as ranges."""
+    ranges: list[list[int]] = []
+    for cp in code_points:
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+                   for a, b in ranges)
+
+
+def _build_tables() -> tuple[dict[int, str | None], dict[int, str | None], str]:
+    """The tables of `clean()` and of the letter folding, and the class of mark-led characters."""
     clean: dict[int, str | None] = {cp: " " for cp in (*range(0x20), *range(0x7F, 0xA0))}
     fold = dict(_BEFORE_NFKC)
+    marks = []
+    # Past 0x30000 only CJK ideographs, tags and variation selectors: no marks, nothing to fold.
     for cp in (*range(0x30000), *range(0xE0000, 0xE0080)):
+        if _leads_with_a_mark(chr(cp)):
+            marks.append(cp)
         category = unicodedata.category(chr(cp))
         if category == "Cf":
             clean[cp] = None
@@ -91,10 +113,38 @@ def _build_tables() -> tuple[dict[int, str | None], dict[int, str | None]]:
             base = letters.get(stripped, stripped if stripped.isascii() else None)
         if base is not None:
             fold[cp] = base
-    return clean, fold
+    return clean, fold, _class_of(marks)
 
 
-_CLEAN, _FOLD = _build_tables()
+_CLEAN, _FOLD, _MARK_LED = _build_tables()
+
+STREAM_SAFE_RUN = 30
+"""Marks in a row past which a combining grapheme joiner cuts the run (UAX #15, Stream-Safe)."""
+
+# NFKC and NFKD sort each run of marks by insertion, quadratic in the run's length: a text of
+# 10,000 marks in alternating classes would take seconds. The Stream-Safe Text Format of UAX #15
+# bounds every run; no letter of any language carries 30 marks. The lookahead reads at most one
+# character past the 30, so the search is linear.
+_LONG_MARK_RUN = re.compile(f"[{_MARK_LED}]{{{STREAM_SAFE_RUN}}}(?=[{_MARK_LED}])")
+_CGJ = "\u034f"  # a starter that changes no text's look, and is itself a mark the folding drops
+
+
+def stream_safe(text: str) -> str:
+    """`text` with a combining grapheme joiner after every STREAM_SAFE_RUN marks in a row."""
+    return _LONG_MARK_RUN.sub(lambda run: run.group() + _CGJ, text)
+
+
+def _one_h(words: str) -> str:
+    """kh, ch and x (and any run of k, c or q before them) as the one letter h they all are.
+
+    With str methods, not a regex: `[kcq]*(?:[kcq]h|x)` restarts inside every run of k that
+    no h ends, quadratic in the run; each h here strips the run before it once.
+    """
+    words = words.replace("x", "h")
+    if "h" not in words:
+        return words
+    parts = words.split("h")
+    return "h".join([part.rstrip("kcq") for part in parts[:-1]] + parts[-1:])
 
 
 def clean(text: str) -> str:
@@ -118,9 +168,9 @@ def fold_words(words: str, foreign: str = FOREIGN) -> str:
     if words.isascii():  # TOKEN's ASCII words are letters only
         words = words.lower()
     else:
-        words = unicodedata.normalize("NFKC", words).casefold().translate(_FOLD)
+        words = unicodedata.normalize("NFKC", stream_safe(words)).casefold().translate(_FOLD)
         words = _NOT_LATIN.sub(foreign, words)
-    return _H.sub("h", words).translate(_LONE)
+    return _one_h(words).translate(_LONE)
 
 
 def skeleton(text: str) -> str:

@@ -10,6 +10,8 @@ import datetime as dt
 import re
 import unicodedata
 
+from parsers.normalize import stream_safe
+
 _SEPARATOR = re.compile(r"[,;]")
 _WHITE = re.compile(r"\s+")
 _NAME = re.compile(r"[A-Za-z]+(?: [A-Za-z]+)*")
@@ -34,7 +36,8 @@ def fields(text: str) -> tuple[str, str, str] | None:
 
 def full_name(field: str) -> str | None:
     """The name without diacritics (`Nguyễn Văn Đức` -> `Nguyen Van Duc`), spaces collapsed."""
-    decomposed = unicodedata.normalize("NFKD", field.translate(_STROKES))
+    # Stream-safe first: NFKD is quadratic in a run of marks; a cut run is no name, and fails below.
+    decomposed = unicodedata.normalize("NFKD", stream_safe(field.translate(_STROKES)))
     name = " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).split())
     if len(name) > _NAME_MAX or _NAME.fullmatch(name) is None:
         return None

@@ -214,3 +214,19 @@ def test_reconciler_finds_what_sat_unanswered(conn, p):
                  (old,))
     inbound, outbound = messages.stale(conn, older_than_s=40, limit=10)
     assert inbound == [old] and fresh not in inbound and outbound == []
+
+
+def test_a_parse_over_its_budget_fails_its_batch_at_once(conn, database_url, monkeypatch):
+    from parsers import Syntax
+
+    def hangs(rest: str) -> dict:
+        while True:  # a runaway parse: only the budget ends it
+            pass
+    slow = Service("slow", Syntax(("SLOW",), hangs))
+    p = make_pipeline(database_url, Registry([default_registry()["tech_inspection"], slow]))
+    monkeypatch.setattr(pipeline, "MESSAGE_BUDGET_S", 0.2)
+    ids = [receive(conn, "hello", external_id="a"), receive(conn, "SLOW x", external_id="b")]
+    with pytest.raises(pipeline.MessageOverran):
+        pipeline.dispatch(p, ids)
+    assert reply_texts(conn) == []  # the batch rolled back whole: its messages go on alone
+    assert pipeline.dispatch(p, ids[:1]).outbound and reply_texts(conn) == [NOT_FOUND]

@@ -295,8 +295,10 @@ SELECT id FROM inbound
 WHERE state IN ('received', 'dispatched') AND received_at < now() - make_interval(secs => %s)
 ORDER BY received_at LIMIT %s
 """
+# A client's own SMS (no service of ours wrote it) is bulk; a one-time code, though a client
+# asked for it, is the citizen's and goes with the replies.
 _STALE_OUTBOUND = """
-SELECT id FROM outbound
+SELECT id, client IS NOT NULL AND service IS NULL AS bulk FROM outbound
 WHERE (state = 'queued' AND created_at < now() - make_interval(secs => %(age)s))
    OR (state = 'sending' AND claimed_at < now() - make_interval(secs => %(age)s))
 ORDER BY created_at LIMIT %(limit)s
@@ -336,6 +338,27 @@ def stale(conn: psycopg.Connection, *, older_than_s: float, limit: int) -> tuple
     inbound = [r[0] for r in conn.execute(_STALE_INBOUND, (older_than_s, limit))]
     outbound = [r[0] for r in conn.execute(_STALE_OUTBOUND, {"age": older_than_s, "limit": limit})]
     return inbound, outbound
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """What the reconciler sends again, by the queue each belongs on."""
+
+    inbound: list[int]
+    replies: list[int]  # parts for the outbound queue: replies, codes, reminders
+    bulk: list[int]  # parts a client sent through the API: the bulk queue
+
+
+def stale_by_queue(conn: psycopg.Connection, *, older_than_s: float, limit: int) -> Stale:
+    """Inbound messages with no answer and queued SMS not sent, older than `older_than_s`,
+    the SMS split by the queue they go back to."""
+    inbound = [r[0] for r in conn.execute(_STALE_INBOUND, (older_than_s, limit))]
+    replies: list[int] = []
+    bulk: list[int] = []
+    for outbound_id, is_bulk in conn.execute(_STALE_OUTBOUND,
+                                             {"age": older_than_s, "limit": limit}):
+        (bulk if is_bulk else replies).append(outbound_id)
+    return Stale(inbound, replies, bulk)
 
 
 # A sealed text is not shown: it carries a credential meant for the citizen's phone only.

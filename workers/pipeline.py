@@ -8,9 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import signal
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import psycopg
@@ -36,6 +39,36 @@ NOT_FOUND = Reply(COMMON, "service_not_found")
 # batch on a slow link ends inside the task's soft time limit (docs/delivery.md).
 DELIVER_BUDGET_S = 3.0
 UNAVAILABLE = Reply(COMMON, "unavailable")
+# The most one message's parse may take: a parse is microseconds, so this is a hostile text
+# or a bug, and its batch fails at once rather than at the task's soft time limit.
+MESSAGE_BUDGET_S = 1.0
+
+
+class MessageOverran(Exception):
+    """One message took longer than its budget; its batch-mates are not at fault."""
+
+
+@contextmanager
+def budget(seconds: float) -> Iterator[None]:
+    """Raise MessageOverran in the block once it has run `seconds`, where a timer can tell it.
+
+    Only a process's main thread gets signals (a prefork worker's task runs there); elsewhere
+    the task's own time limit is the bound.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def overran(signum: int, frame: object) -> None:
+        raise MessageOverran(f"over its budget of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, overran)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +126,8 @@ def _dispatch(p: Pipeline, ids: list[int], out: Dispatched) -> None:
     with p.pool.connection() as conn, conn.transaction():
         routes: dict[int, str] = {}
         for row in messages.unfinished_inbound(conn, ids):
-            service = p.index.parse(row.shortcode, row.text).service
+            with budget(MESSAGE_BUDGET_S):
+                service = p.index.parse(row.shortcode, row.text).service
             log.info("routed to %s", service or "no service", extra=correlation(row.id))
             if service is None:
                 out.outbound += _reply(conn, p, row, NOT_FOUND)

@@ -13,7 +13,7 @@ from celery import Celery, Task
 
 from services.errors import StoreUnavailable
 from workers import messages, pipeline
-from workers.queues import INBOUND, OUTBOUND
+from workers.queues import BULK, INBOUND, OUTBOUND
 from workers.status import count_retry
 
 log = logging.getLogger(__name__)
@@ -88,14 +88,18 @@ class GovsmsTask(Task):
             return 1
         return int(starts)
 
-    def _split(self, args: tuple, ids: list[int]) -> None:
-        """A batch that is back after its worker died goes on as one task per message, so a
-        message that kills its worker is buried alone and the others of its batch go on."""
-        queue = (self.request.delivery_info or {}).get("routing_key") or INBOUND
-        log.warning("%s of %d messages is back after its worker died: one task each",
-                    self.name, len(ids))
+    def _split(self, args: tuple, ids: list[int], why: str = "is back after its worker died"
+               ) -> None:
+        """A batch that failed goes on as one task per message, so a message that fails or
+        kills its worker is dealt with alone and the others of its batch go on."""
+        log.warning("%s of %d messages %s: one task each", self.name, len(ids), why)
         for message_id in ids:
-            publish(self.app, self.name, [*args[:-1], [message_id]], queue=queue)
+            publish(self.app, self.name, [*args[:-1], [message_id]],
+                    queue=self._queue(OUTBOUND if self.name == DELIVER else INBOUND))
+
+    def _queue(self, default: str) -> str:
+        """The queue this task came from, where its follow-ups belong (bulk parts stay bulk)."""
+        return (self.request.delivery_info or {}).get("routing_key") or default
 
     def _bury(self, ids: list[int], reason: str) -> None:
         p = self.app.govsms.pipeline
@@ -108,8 +112,14 @@ class GovsmsTask(Task):
 
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict,
                    einfo: Any) -> None:
-        """Record each id of the failed task as a dead letter an operator can replay."""
+        """A failed batch goes on as one task per message; a message that failed alone, or a
+        batch its store failed, is recorded as dead letters an operator can replay."""
         ids: list[int] = args[-1] if args else []
+        # One message's failure (an exception, an overrun, the soft time limit) must not touch
+        # the others; a store that stayed down would fail each of them the same way.
+        if len(ids) > 1 and not isinstance(exc, StoreUnavailable):
+            self._split(args, ids, f"failed ({type(exc).__name__})")
+            return
         reason = f"{self.name} failed: {type(exc).__name__}"
         try:
             p = self.app.govsms.pipeline
@@ -188,10 +198,11 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         budget_s = min(pipeline.DELIVER_BUDGET_S, (self.app.conf.task_soft_time_limit or 30) / 3)
         done = pipeline.deliver(runtime.pipeline.pool, runtime.transport, runtime.pipeline.sealer,
                                 ids, stale_s, budget_s)
+        queue = self._queue(outbound_queue)
         if done.busy:  # another sender holds them: look again once its claim may have lapsed
-            publish(app, DELIVER, [done.busy], queue=outbound_queue, countdown=stale_s)
+            publish(app, DELIVER, [done.busy], queue=queue, countdown=stale_s)
         if done.later:
-            publish(app, DELIVER, [done.later], queue=outbound_queue)
+            publish(app, DELIVER, [done.later], queue=queue)
         if not done.retry:
             return
         if self.request.retries >= SEND_RETRIES:
@@ -214,12 +225,15 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         """Re-enqueue what has sat unanswered or unsent too long: a lost queue loses nothing."""
         p = self.app.govsms.pipeline
         with p.pool.connection() as conn:
-            inbound, outbound = messages.stale(
+            stale = messages.stale_by_queue(
                 conn, older_than_s=self.app.govsms.settings.reconcile_after_s,
                 limit=RECONCILE_BATCH)
-        if inbound:
-            log.warning("reconciler re-enqueues %d inbound messages", len(inbound))
-            publish(app, DISPATCH, [inbound], queue=INBOUND)
-        if outbound:
-            log.warning("reconciler re-enqueues %d outbound SMS", len(outbound))
-            send_outbound(outbound)
+        if stale.inbound:
+            log.warning("reconciler re-enqueues %d inbound messages", len(stale.inbound))
+            publish(app, DISPATCH, [stale.inbound], queue=INBOUND)
+        if stale.replies:
+            log.warning("reconciler re-enqueues %d outbound SMS", len(stale.replies))
+            send_outbound(stale.replies)
+        if stale.bulk:  # a client's flood must not queue ahead of citizens' replies
+            log.warning("reconciler re-enqueues %d client SMS", len(stale.bulk))
+            publish(app, DELIVER, [stale.bulk], queue=BULK)
