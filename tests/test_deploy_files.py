@@ -157,6 +157,13 @@ def test_the_env_example_lists_every_setting():
     assert fields - listed == set()
 
 
+def test_the_readme_settings_table_lists_every_setting():
+    text = (DEPLOY.parent / "README.md").read_text()
+    listed = set(re.findall(r"`(GOVSMS_\w+)`", text))
+    fields = {f"GOVSMS_{name.upper()}" for name in Settings.model_fields}
+    assert fields - listed == set()
+
+
 # --- Docker Compose ----------------------------------------------------------------------------
 
 def compose() -> dict:
