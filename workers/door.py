@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from workers.messages import MAX_TEXT
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ BODY_LIMIT = 64 * 1024
 # even of Cyrillic escaped as \uXXXX (6 bytes a character), stays far below; a bridge that
 # meets the 413 sends fewer messages per batch.
 BATCH_BODY_LIMIT = 8 * 1024 * 1024
-MAX_TEXT = 10_000  # the longest text a bridge may hand over (the ingest's InboundSms)
 MAX_ERRORS = 10  # problems named in one answer; a 500-message batch could have thousands
 MAX_LOC_PART = 40
 

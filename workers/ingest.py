@@ -43,7 +43,6 @@ from workers.tasks import DISPATCH, publish
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = door.MAX_TEXT
 MAX_BATCH = 500
 BACKLOG_CHECK_S = 1.0
 # Each read from Redis while publishing: with the tasks' retry policy, a stalled broker
@@ -62,7 +61,7 @@ class InboundSms(BaseModel):
 
     sender: str = Field(alias="from", min_length=1, max_length=64)
     to: str = Field(min_length=1, max_length=32)
-    text: str = Field("", max_length=MAX_TEXT)
+    text: str = Field("", max_length=messages.MAX_TEXT)
     id: str | None = Field(None, max_length=128, description="The bridge's message id")
     smsc: str | None = Field(None, max_length=64, description="The link it came through")
 

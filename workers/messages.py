@@ -9,6 +9,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.rows import class_row
 
+MAX_TEXT = 10_000
+"""The longest inbound text the gateway takes, from any door (HTTP, SMPP)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Inbound:

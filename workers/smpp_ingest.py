@@ -29,16 +29,13 @@ import smpplib.consts as c
 from replies import encoding
 from replies.masking import mask_digits
 from replies.transports.smpp import Pdu, SmppConfig, SmppLink
+from workers.messages import MAX_TEXT
 
 log = logging.getLogger(__name__)
 
 OnMessage = Callable[[str, str, str, str], None]
 OnReceipt = Callable[[str, str], None]
 OnDeadLetter = Callable[[str], None]
-
-# The ingest's limit on a text (workers/ingest.py MAX_TEXT); the longest such text is 4
-# octets a character (UCS-2 surrogate pairs), so more octets than that are refused early.
-MAX_TEXT = 10_000
 
 RECEIPT_TYPES = 0x04 | 0x08 | 0x10 | 0x20   # SMSC receipt, SME acks, intermediate notification
 UDHI = 0x40
@@ -248,6 +245,7 @@ class SmppReceiver:
                 self._drop(next(iter(self._pending)), f"over {self.max_waiting} waiting")
             pending = self._pending[key] = _Pending(data_coding, concat.total, self._clock())
         pending.parts[concat.sequence] = payload
+        # A character is at most 4 octets (a UCS-2 surrogate pair): refuse more early.
         if pending.octets > 4 * self.max_text:
             del self._pending[key]
             raise Refused(f"{len(pending.parts)} of {concat.total} parts hold {pending.octets} "
