@@ -163,7 +163,7 @@ def test_the_reconciler_finds_a_claim_left_by_a_dead_sender(conn, p):
     with p.pool.connection() as other:
         messages.claim_outbound(other, outbound_id, 30)
     conn.execute("UPDATE outbound SET claimed_at = now() - interval '2 minutes'")
-    assert messages.stale(conn, older_than_s=40, limit=10) == ([], [outbound_id])
+    assert messages.stale(conn, older_than_s=40, limit=10) == messages.Stale([], [outbound_id], [])
 
 
 def test_kannel_delivery_reports(settings, conn, p):

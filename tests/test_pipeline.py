@@ -212,8 +212,8 @@ def test_reconciler_finds_what_sat_unanswered(conn, p):
     old = receive(conn, "hello", external_id="old")
     conn.execute("UPDATE inbound SET received_at = now() - interval '2 minutes' WHERE id = %s",
                  (old,))
-    inbound, outbound = messages.stale(conn, older_than_s=40, limit=10)
-    assert inbound == [old] and fresh not in inbound and outbound == []
+    found = messages.stale(conn, older_than_s=40, limit=10)
+    assert found == messages.Stale([old], [], [])
 
 
 def test_a_parse_over_its_budget_fails_its_batch_at_once(conn, database_url, monkeypatch):

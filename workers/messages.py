@@ -336,13 +336,6 @@ def fees(conn: psycopg.Connection, shortcode: str, start: dt.datetime,
     return row[0], row[1], row[2]
 
 
-def stale(conn: psycopg.Connection, *, older_than_s: float, limit: int) -> tuple[list[int], list[int]]:
-    """Inbound messages with no answer and queued SMS not sent, older than `older_than_s`."""
-    inbound = [r[0] for r in conn.execute(_STALE_INBOUND, (older_than_s, limit))]
-    outbound = [r[0] for r in conn.execute(_STALE_OUTBOUND, {"age": older_than_s, "limit": limit})]
-    return inbound, outbound
-
-
 @dataclass(frozen=True, slots=True)
 class Stale:
     """What the reconciler sends again, by the queue each belongs on."""
@@ -352,7 +345,7 @@ class Stale:
     bulk: list[int]  # parts a client sent through the API: the bulk queue
 
 
-def stale_by_queue(conn: psycopg.Connection, *, older_than_s: float, limit: int) -> Stale:
+def stale(conn: psycopg.Connection, *, older_than_s: float, limit: int) -> Stale:
     """Inbound messages with no answer and queued SMS not sent, older than `older_than_s`,
     the SMS split by the queue they go back to."""
     inbound = [r[0] for r in conn.execute(_STALE_INBOUND, (older_than_s, limit))]

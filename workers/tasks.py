@@ -225,7 +225,7 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         """Re-enqueue what has sat unanswered or unsent too long: a lost queue loses nothing."""
         p = self.app.govsms.pipeline
         with p.pool.connection() as conn:
-            stale = messages.stale_by_queue(
+            stale = messages.stale(
                 conn, older_than_s=self.app.govsms.settings.reconcile_after_s,
                 limit=RECONCILE_BATCH)
         if stale.inbound:
