@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import SECRET, claimed_redis_db
+from tests.conftest import KEY, SECRET, claimed_redis_db
 from tests.e2e import Gateway, gateway_settings, wait_for
 from tests.test_pipeline import make_pipeline
 from tests.test_services import expected_text, load_personas
@@ -503,7 +503,7 @@ def test_send_sends_each_once_also_when_stopped_and_resumed(gw, db, tmp_path):
 def test_without_a_replay_worker_the_command_says_so(db, database_url, redis_server, tmp_path):
     with claimed_redis_db(redis_server) as empty:   # a Redis db no worker listens on
         env = {**os.environ, "GOVSMS_DATABASE_URL": database_url, "GOVSMS_REDIS_URL": empty,
-               "GOVSMS_DATA_DIR": str(tmp_path), "GOVSMS_SECRET_KEY": "k" * 32}
+               "GOVSMS_DATA_DIR": str(tmp_path), "GOVSMS_SECRET_KEY": KEY}
         result = CliRunner().invoke(replay, [str(SAMPLES / "messages.csv")], env=env)
     assert result.exit_code == 1 and "no worker consumes the replay queue" in result.output
     assert db.execute("SELECT count(*) FROM replay.runs").fetchone() == (0,)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from replies.sealing import Sealer
 from tests.e2e import wait_for
 from workers.cli import SEALED_NOTE
 from workers import embedded
@@ -74,7 +75,11 @@ def test_run_starts_everything_embedded_stops_cleanly_and_keeps_data(data_dir):
         # A reply with a password is sealed: the command says it was sent, not what it says.
         registered = first.send("TK,Nguyen Van An,123456789,01.02.1990", to="8188")
         assert (registered.returncode, registered.stdout.strip()) == (0, SEALED_NOTE)
-        assert "MK: " in (data_dir / "outbox.jsonl").read_text()
+        # ...and the outbox keeps it sealed; the server's key opens it.
+        sealer = Sealer((data_dir / "secret_key").read_text().strip())
+        sent = [json.loads(line) for line in (data_dir / "outbox.jsonl").read_text().splitlines()]
+        assert "MK: " not in json.dumps(sent)
+        assert any("MK: " in sealer.unseal(s["text"]) for s in sent if s["sealed"])
         # No reply in time: exit 1.
         silent = first.send("hello", wait=0.01)
         assert silent.returncode == 1 and "no reply" in silent.stderr
