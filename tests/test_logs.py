@@ -87,7 +87,7 @@ SENDSMS = ("GET http://127.0.0.1:13013/cgi-bin/sendsms?username=govsms&password=
     f"transport kannel+http://govsms:kannel-pw-42@k:13013/cgi-bin/sendsms?dlr-url=http%3A%2F%2F"
     f"h%2Fsms%2Fdlr%3Ftoken%3D{BRIDGE}",
     f"dlr-url http://127.0.0.1:8080/sms/dlr?token={BRIDGE}&type=%d",
-    f"broker redis://:kannel-pw-42@10.0.0.5:6379/0, smpp smpp://tx:kannel-pw-42@smsc:2775",
+    "broker redis://:kannel-pw-42@10.0.0.5:6379/0, smpp smpp://tx:kannel-pw-42@smsc:2775",
     f"headers {{'authorization': 'Bearer {BRIDGE}', 'x-bridge-token': '{BRIDGE}'}}",
     f'bind {{"system_id": "tx", "password": "kannel-pw-42", "secret": "{BRIDGE}"}}',
 ])

@@ -208,7 +208,7 @@ def test_give_up_fails_what_is_still_queued(conn, p):
 
 
 def test_reconciler_finds_what_sat_unanswered(conn, p):
-    fresh = receive(conn, "hello", external_id="fresh")
+    receive(conn, "hello", external_id="fresh")
     old = receive(conn, "hello", external_id="old")
     conn.execute("UPDATE inbound SET received_at = now() - interval '2 minutes' WHERE id = %s",
                  (old,))

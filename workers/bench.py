@@ -45,7 +45,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -69,7 +68,7 @@ from parsers.bench import measure as measure_parser
 from workers import db, embedded, extracts
 from workers import demo as demo_data
 from workers.celery_app import all_queues
-from workers.run import processes
+from workers.run import processes, start_server
 from workers.settings import Settings
 from workers.supervisor import Child, Supervisor
 
@@ -280,15 +279,6 @@ def _cpu_between(a: CpuSnapshot, b: CpuSnapshot) -> dict[str, Any]:
             "machine_busy_cores": round(busy, 3), "machine_cores": round(total, 2)}
 
 
-def _start(supervisor: Supervisor, spec: embedded.ServerSpec, logs: Path) -> int:
-    child = supervisor.start(Child(spec.name, spec.argv, logs / f"{spec.name}.log",
-                                   user=spec.user, group=spec.group,
-                                   stop_signal=signal.SIGINT if spec.name == "postgres"
-                                   else signal.SIGTERM))
-    embedded.wait_ready(spec, child.alive)
-    return child.process.pid
-
-
 def _wait(check: Any, timeout_s: float, what: str, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -340,11 +330,11 @@ def gateway(*, redis_url: str | None = None, database_url: str | None = None,
         own_redis, own_postgres = redis_url is None, database_url is None
         if own_redis:
             spec = embedded.redis_spec(folder)
-            roots["redis"] = _start(supervisor, spec, logs)
+            roots["redis"] = start_server(supervisor, spec, logs).process.pid
             redis_url = spec.url
         if own_postgres:
             spec = embedded.postgres_spec(folder)
-            roots["postgres"] = _start(supervisor, spec, logs)
+            roots["postgres"] = start_server(supervisor, spec, logs).process.pid
             database_url = spec.url
         assert redis_url and database_url
         db.migrate(database_url)
@@ -378,25 +368,9 @@ def gateway(*, redis_url: str | None = None, database_url: str | None = None,
         yield System(settings, folder, supervisor, redis_url, database_url, roots,
                      embedded_postgres=own_postgres, embedded_redis=own_redis)
     finally:
-        _stop_gateway(supervisor)
         supervisor.stop()
         if not os.environ.get("GOVSMS_BENCH_KEEP"):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _stop_gateway(supervisor: Supervisor, timeout_s: float = 20.0) -> None:
-    """Stop the gateway's processes all at once (the supervisor would one by one), servers last."""
-    gateway_children = [c for c in supervisor.children
-                        if c.name not in ("redis", "postgres") and c.alive()]
-    for child in gateway_children:
-        child.process.send_signal(child.stop_signal)
-    deadline = time.monotonic() + timeout_s
-    for child in gateway_children:
-        try:
-            child.process.wait(max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            child.process.kill()
-            child.process.wait()
 
 
 def _ready(child: Child, logs: Path) -> bool:

@@ -37,12 +37,13 @@ def _python(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-def _start_server(sup: Supervisor, spec: embedded.ServerSpec, logs: Path) -> str:
+def start_server(sup: Supervisor, spec: embedded.ServerSpec, logs: Path) -> Child:
+    """Start an embedded server under `sup`, stopped after every other child; wait until ready."""
     child = sup.start(Child(spec.name, spec.argv, logs / f"{spec.name}.log", user=spec.user,
                             group=spec.group, stop_signal=signal.SIGINT
                             if spec.name == "postgres" else signal.SIGTERM, stop_last=True))
     embedded.wait_ready(spec, child.alive)
-    return spec.url
+    return child
 
 
 def _lock(settings: Settings) -> int:
@@ -122,9 +123,16 @@ def _run(settings: Settings, demo: bool) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     runtime = data_dir / RUNTIME_FILE
     try:
-        redis_url = settings.redis_url or _start_server(sup, embedded.redis_spec(data_dir), logs)
+        redis_url = settings.redis_url
+        if redis_url is None:
+            spec = embedded.redis_spec(data_dir)
+            start_server(sup, spec, logs)
+            redis_url = spec.url
         pg = None if settings.database_url else embedded.postgres_spec(data_dir)
-        database_url = settings.database_url if pg is None else _start_server(sup, pg, logs)
+        database_url = settings.database_url
+        if pg is not None:
+            start_server(sup, pg, logs)
+            database_url = pg.url
         # The URLs carry the servers' passwords: for this user's eyes only.
         embedded.write_private(runtime, json.dumps({
             "redis_url": redis_url, "database_url": database_url, "pid": os.getpid()}))
