@@ -127,11 +127,14 @@ STREAM_SAFE_RUN = 30
 # character past the 30, so the search is linear.
 _LONG_MARK_RUN = re.compile(f"[{_MARK_LED}]{{{STREAM_SAFE_RUN}}}(?=[{_MARK_LED}])")
 _CGJ = "\u034f"  # a starter that changes no text's look, and is itself a mark the folding drops
+# The marks that decompose into two (U+0344, three Tibetan vowel signs), decomposed first, so
+# that every mark the run counts is one mark to the normalisation; NFKC decomposes them anyway.
+_DOUBLE_MARKS = {cp: unicodedata.normalize("NFD", chr(cp)) for cp in (0x344, 0xF73, 0xF75, 0xF81)}
 
 
 def stream_safe(text: str) -> str:
     """`text` with a combining grapheme joiner after every STREAM_SAFE_RUN marks in a row."""
-    return _LONG_MARK_RUN.sub(lambda run: run.group() + _CGJ, text)
+    return _LONG_MARK_RUN.sub(lambda run: run.group() + _CGJ, text.translate(_DOUBLE_MARKS))
 
 
 def _one_h(words: str) -> str:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from parser_cases import default_index
 
@@ -172,6 +172,7 @@ def test_work_per_character_is_bounded(shortcode: str, text: tuple[str, str, str
 
 
 @given(hostile())
+@example(("", "\u0344", "", 1842))  # one character, two marks: runs of 30 were 60 marks long
 @PROPERTY
 def test_skeleton_is_linear(text: tuple[str, str, str, int]) -> None:
     prefix, unit, suffix, repeats = text
@@ -208,8 +209,10 @@ def test_the_h_rule_agrees_with_its_regex(words: str) -> None:
 @settings(max_examples=300, deadline=None)
 def test_stream_safe_bounds_every_run_of_marks(text: str) -> None:
     safe = stream_safe(text)
-    assert safe.replace("\u034f", "") == text
-    marks = re.compile("[\u0301\u0316\u0306\uff9e\u0344]+")
+    # U+0344 is two marks to the normalisation (U+0308 U+0301): it is counted, and kept, as two.
+    marked = text.replace("\u0344", "\u0308\u0301")
+    assert safe.replace("\u034f", "") == marked
+    marks = re.compile("[\u0301\u0308\u0316\u0306\uff9e]+")
     assert all(len(run) <= STREAM_SAFE_RUN for run in marks.findall(safe))
-    if all(len(run) <= STREAM_SAFE_RUN for run in marks.findall(text)):
-        assert safe == text  # a text of short runs is left as it is
+    if all(len(run) <= STREAM_SAFE_RUN for run in marks.findall(marked)):
+        assert safe == marked  # a text of short runs is left as it is
