@@ -1,6 +1,6 @@
 """How many messages a second `KeywordIndex.parse` handles on one core, over realistic traffic.
 
-Run `python -m parsers.bench [seconds]`. The traffic mixes every service in
+Run `python -m bench.parser [seconds]`. The traffic mixes every service in
 every script and spelling the citizens use, with about one message in ten
 malformed (unknown text, typos, bad plates, IINs and registrations).
 """

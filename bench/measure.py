@@ -1,15 +1,15 @@
-"""`govsms bench` (what `make bench` runs): measured figures, printed and written to docs/.
+"""`python -m bench` (what `make bench` runs): measured figures, printed and written to docs/.
 
 Four parts:
 
-- the parser alone on one core (`parsers/bench.py`);
+- the parser alone on one core (`bench/parser.py`);
 - the broker's own ceiling (unpipelined LPUSH+RPOP on a private Redis);
 - the pipeline's steps called in one process (no HTTP, no broker), batches of 1 and 50;
 - the whole gateway end to end on this machine: private Redis and PostgreSQL in a
   temporary folder (or the configured ones, GOVSMS_REDIS_URL / GOVSMS_DATABASE_URL),
   the migrations, the demo dataset, and the processes `workers.run.processes()` lists
   (ingest, inbound, one worker per service, outbound, bulk...; not beat or flower) with
-  the file transport, driven over HTTP by the load generator (workers/loadgen.py), a
+  the file transport, driven over HTTP by the load generator (bench/loadgen.py), a
   process of its own.
 
 The end-to-end phases, each tagged by the `smsc` link of its messages so the
@@ -64,7 +64,7 @@ import psycopg
 import redis
 from pydantic import SecretStr
 
-from parsers.bench import measure as measure_parser
+from bench.parser import measure as measure_parser
 from workers import db, embedded, extracts
 from workers import demo as demo_data
 from workers.celery_app import all_queues
@@ -300,8 +300,8 @@ ON CONFLICT DO NOTHING
 def _seed(database_url: str, persons: int) -> dict[str, int]:
     """The demo dataset through the extract loader, and the accounts of the 8188 senders the
     load generator has ask again (they set their own password: no hash to make here)."""
+    from bench.loadgen import REGISTERED_PHONES
     from services.phones import to_e164
-    from workers.loadgen import REGISTERED_PHONES
 
     text = json.dumps(demo_data.dataset(persons=persons), default=str)
     with psycopg.connect(database_url) as conn:
@@ -559,7 +559,7 @@ class Bench:
         if tap:  # as Flower does: the workers send their task events while it watches
             self.celery.control.enable_events()
         with (self.specs / f"{name}.log").open("wb") as errors:
-            process = subprocess.Popen([sys.executable, "-m", "workers.loadgen", str(path)],
+            process = subprocess.Popen([sys.executable, "-m", "bench.loadgen", str(path)],
                                        stdout=subprocess.PIPE, stderr=errors)
         sampler.start()
         try:
@@ -719,11 +719,11 @@ def measure_pipeline(system: System, seconds: float, *, persons: int, batch: int
     """The pipeline's own work, no HTTP, no broker, no logging: this process records each
     message (a commit each, as the ingest does), then calls dispatch, answer and deliver
     on `batch` messages at a time, as the tasks would, with the file transport."""
+    from bench.loadgen import Traffic
     from replies.transports import FileTransport
     from services.phones import to_e164
     from workers import messages, pipeline
     from workers.celery_app import Runtime
-    from workers.loadgen import Traffic
 
     settings = system.settings
     p = Runtime(settings).pipeline
@@ -1183,7 +1183,7 @@ twice by the transport, {integrity['outbox_missing']} missing from the outbox,
 
 ## What runs
 
-`govsms bench` starts a private Redis and PostgreSQL in a temporary folder (or uses
+`python -m bench` starts a private Redis and PostgreSQL in a temporary folder (or uses
 GOVSMS_REDIS_URL / GOVSMS_DATABASE_URL), applies the migrations, loads the demo
 dataset ({d['persons']:,} synthetic people, through `workers.extracts`) and starts the
 gateway's own processes as `workers.run.processes()` lists them, but beat and flower
@@ -1191,7 +1191,7 @@ gateway's own processes as `workers.run.processes()` lists them, but beat and fl
 bridge secret and secret key, and the settings of the environment (GOVSMS_CONCURRENCY,
 GOVSMS_LOG_LEVEL, ...; the defaults here).
 
-The load generator (`workers/loadgen.py`) is a process of its own on the same two
+The load generator (`bench/loadgen.py`) is a process of its own on the same two
 cores: asyncio + httpx, {d['loadgen_connections']} keep-alive connections, posting to
 `POST /v1/messages/inbound` with `X-Bridge-Token`, each message with a unique id. The
 traffic: the demo personas sending every row of seed tables 1-3 after every keyword of
@@ -1240,7 +1240,7 @@ letters, spaced or not), 10% malformed texts, and a little 8188 registration tra
   **{burst['predicted_ratio_for_issue_burst']:.2f}** (a message received t s into the burst is
   sent after about t x (ingest rate / reply rate - 1) s).
 - `parser_msgs_per_s`: `KeywordIndex.parse` alone, one process, over a mix of every
-  service in every script with about 10% malformed texts (`parsers/bench.py`).
+  service in every script with about 10% malformed texts (`bench/parser.py`).
 - `broker_ops_per_s`: a private Redis's own ceiling in this run, unpipelined
   LPUSH+RPOP of 200-byte messages from one client, each counted as one operation.
 - `e2e_to_broker_ratio`: `e2e_msgs_per_s / broker_ops_per_s`.

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import click
 import httpx
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "govsms-dashboard.json"
@@ -274,7 +275,7 @@ LOAD = [("steady", 30.0, 0.35), ("peak", 160.0, 0.2), ("calm", 15.0, 0.45)]
 
 def capture(out: Path, seconds: float = 180.0, log: Callable[[str], Any] = print) -> list[Drawn]:
     """Run the gateway under LOAD for `seconds`, scraped by Prometheus; draw the dashboard."""
-    from workers import bench
+    from bench import measure as bench
     from workers.embedded import free_port
     from workers.supervisor import Child
 
@@ -297,3 +298,31 @@ def capture(out: Path, seconds: float = 180.0, log: Callable[[str], Any] = print
         log(f"  drained in {load.drain(120):.0f} s")
         time.sleep(4 * SCRAPE_S)  # the last rate window scraped
         return render(prometheus, start, end, out)
+
+
+@click.command()
+@click.option("--out", default="docs/dashboard.png", show_default=True,
+              type=click.Path(dir_okay=False))
+@click.option("--seconds", default=180.0, show_default=True,
+              help="How long to run the gateway under load, when no --prometheus-url is given")
+@click.option("--prometheus-url", help="Draw from this Prometheus (scraping the gateway) instead")
+@click.option("--since", default=3600.0, show_default=True,
+              help="With --prometheus-url: how many seconds back from now to draw")
+@click.option("--scrape-interval", default=30.0, show_default=True,
+              help="With --prometheus-url: its scrape interval (sets $__rate_interval)")
+def main(out: str, seconds: float, prometheus_url: str | None, since: float,
+         scrape_interval: float) -> None:
+    """Draw the Grafana dashboard (deploy/grafana) to a PNG from Prometheus' data."""
+    if prometheus_url:
+        drawn = render(Prometheus(prometheus_url, scrape_interval),
+                       time.time() - since, time.time(), Path(out))
+    else:
+        drawn = capture(Path(out), seconds)
+    for panel in drawn:
+        if panel.kind != "row":
+            click.echo(f"{panel.title:<42}{len(panel.series):>3} series")
+    click.echo(f"written: {out}")
+
+
+if __name__ == "__main__":
+    main(prog_name="python -m bench.dashboard")
