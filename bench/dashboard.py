@@ -275,20 +275,22 @@ LOAD = [("steady", 30.0, 0.35), ("peak", 160.0, 0.2), ("calm", 15.0, 0.45)]
 
 def capture(out: Path, seconds: float = 180.0, log: Callable[[str], Any] = print) -> list[Drawn]:
     """Run the gateway under LOAD for `seconds`, scraped by Prometheus; draw the dashboard."""
-    from bench import measure as bench
+    # Imported here: drawing from a given Prometheus needs none of the gateway's runtime.
+    from bench.gateway import gateway, wait
+    from bench.phases import Bench
     from workers.embedded import free_port
     from workers.supervisor import Child
 
     binary = find_prometheus()
-    with bench.gateway(persons=5_000, log=log) as system:
+    with gateway(persons=5_000, log=log) as system:
         folder = system.folder / "prometheus"
         folder.mkdir()
         port = free_port()
         argv = prometheus_argv(binary, folder, system.settings.ingest_url, port)
         system.supervisor.start(Child("prometheus", argv, system.folder / "logs" / "prom.log"))
         prometheus = Prometheus(f"http://127.0.0.1:{port}")
-        bench._wait(prometheus.ready, 30, "prometheus")
-        load = bench.Bench(system, persons=5_000, log=log)
+        wait(prometheus.ready, 30, "prometheus")
+        load = Bench(system, persons=5_000, log=log)
         start = time.time()
         time.sleep(4 * SCRAPE_S)
         for name, rate, share in LOAD:

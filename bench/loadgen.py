@@ -1,4 +1,4 @@
-"""The load generator of `python -m bench`: realistic SMS posted to the ingest, from its own process.
+"""The load generator of `python -m bench`: realistic SMS posted to the ingest, in its own process.
 
 `python -m bench.loadgen SPEC.json` reads one phase's spec (written by
 bench/measure.py), posts messages to `POST /v1/messages/inbound` as the SMSC
