@@ -19,11 +19,11 @@ faults: install servers peers
 	$(PY) -m pytest -s tests/faults tests/test_client_api.py tests/test_e2e_accounts.py
 
 bench: install
-	$(VENV)/bin/govsms bench
+	$(PY) -m bench
 
 # The Grafana dashboard drawn from a short run scraped by Prometheus: docs/dashboard.png.
 dashboard: install servers peers
-	$(VENV)/bin/govsms dashboard
+	$(PY) -m bench.dashboard
 
 install: $(STAMP)
 

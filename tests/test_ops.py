@@ -18,9 +18,10 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import dashboard
 from tests.conftest import SECRET, claimed_redis_db
 from tests.e2e import Gateway, gateway_settings, running_gateway, wait_for
-from workers import dashboard, embedded, messages
+from workers import embedded, messages
 from workers.cli import main
 from workers.embedded import free_port
 from workers.ingest import create_app

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from bench.loadgen import Traffic
 from tests.e2e import Gateway
-from workers.loadgen import Traffic
 
 
 @dataclass

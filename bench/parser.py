@@ -1,6 +1,6 @@
 """How many messages a second `KeywordIndex.parse` handles on one core, over realistic traffic.
 
-Run `python -m parsers.bench [seconds]`. The traffic mixes every service in
+Run `python -m bench.parser [seconds]`. The traffic mixes every service in
 every script and spelling the citizens use, with about one message in ten
 malformed (unknown text, typos, bad plates, IINs and registrations).
 """
@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 
 from parsers.iin import check_digit
+from parsers.keywords import KeywordIndex
+from services.registry import default_registry
 
 SHORTCODES = {
     "1414": ["tech_inspection", "kindergarten_queue", "housing_queue"],
@@ -91,10 +93,6 @@ def sample_traffic(count: int = 2000, seed: int = 1414) -> list[tuple[str, str]]
 
 def measure(seconds: float = 2.0) -> dict[str, float | int]:
     """Parse the sample traffic over and over for `seconds`; the messages per second it reached."""
-    # Imported here: services depends on parsers, and the bench is no part of the parser's API.
-    from parsers.keywords import KeywordIndex
-    from services.registry import default_registry
-
     index = KeywordIndex.build(default_registry(), SHORTCODES)
     traffic = sample_traffic()
     parse = index.parse

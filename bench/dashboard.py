@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import click
 import httpx
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "govsms-dashboard.json"
@@ -274,20 +275,22 @@ LOAD = [("steady", 30.0, 0.35), ("peak", 160.0, 0.2), ("calm", 15.0, 0.45)]
 
 def capture(out: Path, seconds: float = 180.0, log: Callable[[str], Any] = print) -> list[Drawn]:
     """Run the gateway under LOAD for `seconds`, scraped by Prometheus; draw the dashboard."""
-    from workers import bench
+    # Imported here: drawing from a given Prometheus needs none of the gateway's runtime.
+    from bench.gateway import gateway, wait
+    from bench.phases import Bench
     from workers.embedded import free_port
     from workers.supervisor import Child
 
     binary = find_prometheus()
-    with bench.gateway(persons=5_000, log=log) as system:
+    with gateway(persons=5_000, log=log) as system:
         folder = system.folder / "prometheus"
         folder.mkdir()
         port = free_port()
         argv = prometheus_argv(binary, folder, system.settings.ingest_url, port)
         system.supervisor.start(Child("prometheus", argv, system.folder / "logs" / "prom.log"))
         prometheus = Prometheus(f"http://127.0.0.1:{port}")
-        bench._wait(prometheus.ready, 30, "prometheus")
-        load = bench.Bench(system, persons=5_000, log=log)
+        wait(prometheus.ready, 30, "prometheus")
+        load = Bench(system, persons=5_000, log=log)
         start = time.time()
         time.sleep(4 * SCRAPE_S)
         for name, rate, share in LOAD:
@@ -297,3 +300,31 @@ def capture(out: Path, seconds: float = 180.0, log: Callable[[str], Any] = print
         log(f"  drained in {load.drain(120):.0f} s")
         time.sleep(4 * SCRAPE_S)  # the last rate window scraped
         return render(prometheus, start, end, out)
+
+
+@click.command()
+@click.option("--out", default="docs/dashboard.png", show_default=True,
+              type=click.Path(dir_okay=False))
+@click.option("--seconds", default=180.0, show_default=True,
+              help="How long to run the gateway under load, when no --prometheus-url is given")
+@click.option("--prometheus-url", help="Draw from this Prometheus (scraping the gateway) instead")
+@click.option("--since", default=3600.0, show_default=True,
+              help="With --prometheus-url: how many seconds back from now to draw")
+@click.option("--scrape-interval", default=30.0, show_default=True,
+              help="With --prometheus-url: its scrape interval (sets $__rate_interval)")
+def main(out: str, seconds: float, prometheus_url: str | None, since: float,
+         scrape_interval: float) -> None:
+    """Draw the Grafana dashboard (deploy/grafana) to a PNG from Prometheus' data."""
+    if prometheus_url:
+        drawn = render(Prometheus(prometheus_url, scrape_interval),
+                       time.time() - since, time.time(), Path(out))
+    else:
+        drawn = capture(Path(out), seconds)
+    for panel in drawn:
+        if panel.kind != "row":
+            click.echo(f"{panel.title:<42}{len(panel.series):>3} series")
+    click.echo(f"written: {out}")
+
+
+if __name__ == "__main__":
+    main(prog_name="python -m bench.dashboard")

@@ -6,7 +6,7 @@ from collections import Counter
 
 from parser_cases import default_index
 
-from parsers.bench import measure, sample_traffic
+from bench.parser import measure, sample_traffic
 
 
 def test_measure_reports_the_figures() -> None:

@@ -1,7 +1,7 @@
-"""The load generator of `govsms bench`: realistic SMS posted to the ingest, from its own process.
+"""The load generator of `python -m bench`: realistic SMS posted to the ingest, in its own process.
 
-`python -m workers.loadgen SPEC.json` reads one phase's spec (written by
-workers/bench.py), posts messages to `POST /v1/messages/inbound` as the SMSC
+`python -m bench.loadgen SPEC.json` reads one phase's spec (written by
+bench/measure.py), posts messages to `POST /v1/messages/inbound` as the SMSC
 bridge would (header X-Bridge-Token, a unique id each, the phase's tag as the
 `smsc` link so the bench can find its rows) through a pool of keep-alive
 connections, and writes what it saw to the spec's `out` file:

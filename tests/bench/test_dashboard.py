@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from workers.dashboard import Series, fmt, legend, threshold_color
+from bench.dashboard import Series, fmt, legend, threshold_color
 
 SLA_THRESHOLDS = {"thresholds": {"steps": [{"color": "red", "value": None},
                                            {"color": "orange", "value": 0.95},
@@ -60,7 +60,7 @@ def test_a_stat_whose_value_is_past_the_last_bucket_still_draws():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from workers.dashboard import _stat
+    from bench.dashboard import _stat
 
     fig, frame = plt.subplots()
     try:

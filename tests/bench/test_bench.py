@@ -1,4 +1,4 @@
-"""`govsms bench` end to end with tiny durations: every figure is there and sane, every message
+"""`python -m bench` end to end with tiny durations: every figure is there and sane, every message
 got exactly one reply. Nothing here asserts a speed; `make bench` measures, tests do not."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from parser_cases import default_index
 
+from bench import loadgen
+from bench import measure as bench
 from tests.conftest import claimed_redis_db
-from workers import bench, loadgen
 from workers.demo import every_row_in_every_keyword
 
 KEYS = ("parser_msgs_per_s", "broker_ops_per_s", "e2e_msgs_per_s", "p50_latency_s_at_half_load",

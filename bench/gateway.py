@@ -1,0 +1,168 @@
+"""The system under test: servers, migrations, demo data and the gateway's own processes.
+
+`gateway()` starts what `workers.run.processes()` lists (but beat, flower and the SMPP
+receiver) with `workers.run.start_server` for private servers, under one `Supervisor`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+from pydantic import SecretStr
+
+from bench import cpu
+from bench.loadgen import REGISTERED_PHONES
+from services.phones import to_e164
+from workers import db, embedded, extracts
+from workers import demo as demo_data
+from workers.run import processes, start_server
+from workers.settings import Settings
+from workers.supervisor import Child, Supervisor
+
+
+@dataclass
+class System:
+    """The running gateway and what the bench needs to know about it."""
+
+    settings: Settings
+    folder: Path
+    supervisor: Supervisor
+    redis_url: str
+    database_url: str
+    roots: dict[str, int] = field(default_factory=dict)  # process group -> root pid
+    embedded_postgres: bool = False
+    embedded_redis: bool = False
+
+    @property
+    def outbox(self) -> Path:
+        return self.settings.outbox
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.database_url, autocommit=True)
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+    def snapshot(self, loadgen: int | None = None) -> cpu.CpuSnapshot:
+        """CPU so far of each process group, and of each PostgreSQL backend by its client."""
+        return cpu.snapshot(self.roots, self.connect,
+                            None if self.embedded_redis else self.redis,
+                            own_postgres=self.embedded_postgres, loadgen=loadgen)
+
+
+def wait(check: Any, timeout_s: float, what: str, interval: float = 0.2) -> Any:
+    """The first true value of `check()` within `timeout_s`, else RuntimeError naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise RuntimeError(f"bench: timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+_REGISTERED = """
+INSERT INTO accounts.citizens (username, phone, id_number, full_name, birth_date,
+                               password_issued_at, password_changed_at)
+VALUES (%s, %s, %s, 'Bench Repeat', '1990-01-01', now(), now())
+ON CONFLICT DO NOTHING
+"""
+
+
+def _seed(database_url: str, persons: int) -> dict[str, int]:
+    """The demo dataset through the extract loader, and the accounts of the 8188 senders the
+    load generator has ask again (they set their own password: no hash to make here)."""
+    text = json.dumps(demo_data.dataset(persons=persons), default=str)
+    with psycopg.connect(database_url) as conn:
+        counts = extracts.load(conn, extracts.validate(text))
+        for n, phone in enumerate(REGISTERED_PHONES):
+            conn.execute(_REGISTERED, (f"bench.repeat.{n:04d}", to_e164(phone, "VN"),
+                                       f"9{n:08d}"))
+    return counts
+
+
+@contextmanager
+def gateway(*, redis_url: str | None = None, database_url: str | None = None,
+            persons: int = 20_000, log: Any = print) -> Iterator[System]:
+    """Servers (configured, else private), migrations, demo data and the gateway's processes."""
+    env_settings = Settings()
+    redis_url = redis_url or env_settings.redis_url
+    database_url = database_url or env_settings.database_url
+    folder = Path(tempfile.mkdtemp(prefix="govsms-bench-"))
+    folder.chmod(0o755)  # PostgreSQL runs unprivileged when we are root, and must reach it
+    logs = folder / "logs"
+    logs.mkdir()
+    supervisor = Supervisor()
+    roots: dict[str, int] = {}
+    try:
+        started = time.monotonic()
+        own_redis, own_postgres = redis_url is None, database_url is None
+        if own_redis:
+            spec = embedded.redis_spec(folder)
+            roots["redis"] = start_server(supervisor, spec, logs).process.pid
+            redis_url = spec.url
+        if own_postgres:
+            spec = embedded.postgres_spec(folder)
+            roots["postgres"] = start_server(supervisor, spec, logs).process.pid
+            database_url = spec.url
+        assert redis_url and database_url
+        db.migrate(database_url)
+        counts = _seed(database_url, persons)
+        log(f"  servers, migrations and demo data ({sum(counts.values()):,} rows) "
+            f"in {time.monotonic() - started:.0f} s; logs in {logs}")
+        settings = env_settings.model_copy(update={
+            "redis_url": redis_url, "database_url": database_url, "data_dir": folder,
+            "http_host": "127.0.0.1", "http_port": embedded.free_port(),
+            "bridge_secret": SecretStr(secrets.token_urlsafe(32)),
+            "secret_key": SecretStr(secrets.token_urlsafe(32)),
+            "transport": f"file://{folder / 'outbox.jsonl'}", "smpp_receiver": None})
+        env = {**os.environ, "GOVSMS_REDIS_URL": redis_url, "GOVSMS_DATABASE_URL": database_url,
+               "GOVSMS_DATA_DIR": str(folder), "GOVSMS_HTTP_HOST": settings.http_host,
+               "GOVSMS_HTTP_PORT": str(settings.http_port),
+               "GOVSMS_BRIDGE_SECRET": settings.secret(), "GOVSMS_SECRET_KEY": settings.key(),
+               "GOVSMS_TRANSPORT": settings.transport_url}
+        env.pop("GOVSMS_SMPP_RECEIVER", None)
+        started = time.monotonic()
+        for name, argv in processes(settings).items():
+            if name in ("beat", "flower", "smpp-ingest"):
+                continue
+            child = supervisor.start(Child(name, argv, logs / f"{name}.log", env))
+            roots[name] = child.process.pid
+        for child in supervisor.children:
+            if child.name.startswith("worker-"):
+                wait(lambda c=child: _ready(c, logs), 90, f"{child.name} (see {logs})")
+        wait(lambda: _ingest_up(settings), 30, f"the ingest (see {logs})")
+        log(f"  {len([n for n in roots if n.startswith(('ingest', 'worker'))])} gateway "
+            f"processes ready in {time.monotonic() - started:.0f} s")
+        yield System(settings, folder, supervisor, redis_url, database_url, roots,
+                     embedded_postgres=own_postgres, embedded_redis=own_redis)
+    finally:
+        supervisor.stop()
+        if not os.environ.get("GOVSMS_BENCH_KEEP"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _ready(child: Child, logs: Path) -> bool:
+    if not child.alive():
+        raise RuntimeError(f"bench: {child.name} exited; see {logs / (child.name + '.log')}")
+    return "ready." in (logs / f"{child.name}.log").read_text(errors="replace")
+
+
+def _ingest_up(settings: Settings) -> bool:
+    try:
+        return httpx.get(f"{settings.ingest_url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
