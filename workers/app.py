@@ -1,7 +1,9 @@
-"""The Celery app: queues, routes and the delivery guarantees of the broker.
+"""The Celery app's factory: routes, schedule, the delivery guarantees of the broker, and
+the per-process runtime its tasks use.
 
-Queues: `inbound` (parse and dispatch), `svc.<service>` (one per service, so a
-slow registry delays only its own service), `outbound` (the sender).
+Building an app is explicit (`create_app(settings)`): importing this module builds none,
+reads no settings and registers nothing. The queues are named in workers/queues.py; the
+one app of a worker process is built by its `celery -A workers.celery_app` entry.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from services import account_registration
 from services.registry import default_registry
 from workers import db, logs, replay, tasks
 from workers.pipeline import Pipeline
-from workers.queues import BULK, INBOUND, OUTBOUND, service_queue
+from workers.queues import BULK, INBOUND, OUTBOUND, REPLAY, service_queue
+from workers.queues import services as _services
 from workers.settings import Settings, load_settings
 
 
@@ -119,7 +122,7 @@ def create_app(settings: Settings, *, broker_timeout_s: float = 5.0) -> Celery:
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
                                    "interval_step": 0.2, "interval_max": 0.5},
         task_default_queue=INBOUND,
-        task_queues=[_queue(INBOUND), _queue(OUTBOUND), _queue(BULK), _queue(replay.QUEUE),
+        task_queues=[_queue(INBOUND), _queue(OUTBOUND), _queue(BULK), _queue(REPLAY),
                      *(_queue(service_queue(s)) for s in services)],
         task_routes={tasks.DISPATCH: {"queue": INBOUND}, tasks.DELIVER: {"queue": OUTBOUND},
                      tasks.RECONCILE: {"queue": INBOUND},
@@ -152,12 +155,6 @@ def _queue(name: str) -> Queue:
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
 
 
-def all_queues(settings: Settings) -> list[str]:
-    """Every queue name, for a worker that serves them all."""
-    return [INBOUND, *(service_queue(s) for s in _services(settings)), OUTBOUND, BULK,
-            replay.QUEUE]
-
-
 def _schedule(settings: Settings, services: list[str]) -> dict[str, dict]:
     schedule = {"reconcile": {"task": tasks.RECONCILE, "schedule": settings.reconcile_every_s}}
     if account_registration.NAME in services:
@@ -175,10 +172,6 @@ def senders(settings: Settings) -> dict[str, str]:
     return found
 
 
-def _services(settings: Settings) -> list[str]:
-    return sorted({name for names in settings.shortcodes.values() for name in names})
-
-
 def censored(value: Any) -> Any:
     """`value` with every URL's password and secret parameter redacted, at any depth."""
     if isinstance(value, str):
@@ -192,9 +185,8 @@ def censored(value: Any) -> Any:
 
 # What Flower (and `celery inspect conf`) shows of a worker's configuration. Celery
 # censors only keys named like API, TOKEN, KEY, SECRET, PASS..., and broker_url:
-# `redbeat_redis_url` holds the broker's password too. Replaces Celery's own `conf`.
-@worker_control.inspect_command(alias="dump_conf", signature="[include_defaults=False]",
-                                args=[("with_defaults", strtobool)])
+# `redbeat_redis_url` holds the broker's password too. Replaces Celery's own `conf` once
+# `worker_hooks()` registered it.
 def conf(state: Any, with_defaults: bool = False, **_: Any) -> dict[str, Any]:
     """The worker's configuration, credentials of every URL in it censored."""
     return worker_control.jsonify(
@@ -203,12 +195,17 @@ def conf(state: Any, with_defaults: bool = False, **_: Any) -> dict[str, Any]:
         unknown_type_filter=worker_control.safe_repr)
 
 
-# What `celery -A workers.celery_app` finds; the settings come from the environment.
-app = create_app(load_settings())
-
-
-@setup_logging.connect
-def _logging(**_: object) -> None:
-    # Celery's own logging set-up is replaced by ours, which masks personal data.
+def configure_logging(**_: object) -> None:
+    """Celery's `setup_logging` receiver: our logging, which masks personal data, not Celery's."""
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
+
+
+def worker_hooks() -> None:
+    """Connect what a worker process needs: our logging set-up, the censored `conf` command.
+
+    Called by the `celery -A` entries only (workers/celery_app.py), never on import.
+    """
+    setup_logging.connect(configure_logging, weak=False, dispatch_uid="govsms.logging")
+    worker_control.inspect_command(alias="dump_conf", signature="[include_defaults=False]",
+                                   args=[("with_defaults", strtobool)])(conf)

@@ -67,7 +67,7 @@ from pydantic import SecretStr
 from parsers.bench import measure as measure_parser
 from workers import db, embedded, extracts
 from workers import demo as demo_data
-from workers.celery_app import all_queues
+from workers.queues import all_queues
 from workers.run import processes, start_server
 from workers.settings import Settings
 from workers.supervisor import Child, Supervisor
@@ -537,7 +537,7 @@ class Bench:
         self.specs = system.folder / "loadgen"
         self.specs.mkdir(exist_ok=True)
         self.phases: list[PhaseRun] = []
-        from workers.celery_app import create_app
+        from workers.app import create_app
 
         self.celery = create_app(system.settings)
 
@@ -722,7 +722,7 @@ def measure_pipeline(system: System, seconds: float, *, persons: int, batch: int
     from replies.transports import FileTransport
     from services.phones import to_e164
     from workers import messages, pipeline
-    from workers.celery_app import Runtime
+    from workers.app import Runtime
     from workers.loadgen import Traffic
 
     settings = system.settings
