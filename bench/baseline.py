@@ -18,6 +18,7 @@ from bench.loadgen import Traffic
 from replies.transports import FileTransport
 from services.phones import to_e164
 from workers import embedded, messages, pipeline
+from workers.app import Runtime
 
 
 def measure_broker(seconds: float = 2.0) -> float:
@@ -46,9 +47,6 @@ def measure_pipeline(system: System, seconds: float, *, persons: int, batch: int
     """The pipeline's own work, no HTTP, no broker, no logging: this process records each
     message (a commit each, as the ingest does), then calls dispatch, answer and deliver
     on `batch` messages at a time, as the tasks would, with the file transport."""
-    # Imported here: importing workers.celery_app builds its Celery app.
-    from workers.celery_app import Runtime
-
     settings = system.settings
     p = Runtime(settings).pipeline
     p.pool.wait()

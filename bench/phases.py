@@ -26,6 +26,8 @@ import redis
 
 from bench.cpu import cpu_between
 from bench.gateway import System, wait
+from workers.app import create_app
+from workers.queues import all_queues
 
 WINDOW = 128  # messages in flight in the closed loop
 CONNECTIONS = 16  # the load generator's keep-alive connections
@@ -36,9 +38,6 @@ class QueueSampler(threading.Thread):
 
     def __init__(self, system: System, interval: float = 0.25) -> None:
         super().__init__(daemon=True)
-        # Imported here: importing workers.celery_app builds its Celery app.
-        from workers.celery_app import all_queues
-
         self.client = system.redis()
         self.queues = all_queues(system.settings)
         self.interval = interval
@@ -183,8 +182,6 @@ class Bench:
         self.specs = system.folder / "loadgen"
         self.specs.mkdir(exist_ok=True)
         self.phases: list[PhaseRun] = []
-        from workers.celery_app import create_app
-
         self.celery = create_app(system.settings)
 
     def phase(self, name: str, mode: str, *, warmup: float, window: float,

@@ -17,8 +17,8 @@ import redis
 
 from replies.sealing import Sealer
 from tests.conftest import KEY
-from workers.celery_app import all_queues
 from workers.embedded import free_port
+from workers.queues import all_queues
 from workers.run import processes
 from workers.settings import ApiClient, Settings
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from parsers import KeywordIndex, Syntax
 from services.registry import Registry, Service
-from workers.celery_app import Runtime, create_app
+from workers.app import Runtime, create_app, worker_hooks
 from workers.pipeline import Pipeline
 from workers.settings import load_settings
 
@@ -40,5 +40,6 @@ class HostileRuntime(Runtime):
                                    index=KeywordIndex.build(registry, shortcodes))
 
 
+worker_hooks()  # as workers/celery_app.py: our logging, the censored `conf` command
 app = create_app(load_settings())
 app.govsms = HostileRuntime(app.govsms.settings)  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import SECRET, claimed_redis_db
 from tests.e2e import Gateway, gateway_settings, wait_for
 from workers import messages
-from workers.celery_app import create_app
+from workers.app import create_app
 from workers.queues import INBOUND
 from workers.run import processes
 from workers.tasks import DISPATCH

@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from workers import messages
-from workers.celery_app import OUTBOUND, all_queues, create_app, service_queue
+from workers.app import create_app
+from workers.queues import OUTBOUND, all_queues, service_queue
 from workers.settings import Settings
 from workers.tasks import ANSWER, DELIVER, DISPATCH, RECONCILE
 

@@ -1,4 +1,4 @@
-"""Batch replay (workers/replay.py, workers/replay_cli.py) on the real PostgreSQL and Redis.
+"""Batch replay (workers/replay.py, workers/cli/replay.py) on the real PostgreSQL and Redis.
 
 Parsing is table-driven per format (tests/replay_samples/kannel_access.log is the
 access log of a real bearerbox fed by fakesmsc). The plain functions run without
@@ -29,8 +29,8 @@ from tests.test_pipeline import make_pipeline
 from tests.test_services import expected_text, load_personas
 from workers import demo, messages, pipeline
 from workers import replay as rp
+from workers.cli.replay import export, replay
 from workers.demo import every_row_in_every_keyword
-from workers.replay_cli import export, replay
 from workers.run import processes
 
 SAMPLES = Path(__file__).parent / "replay_samples"
@@ -450,7 +450,7 @@ def test_send_sends_each_once_also_when_stopped_and_resumed(gw, db, tmp_path):
     log.write_text("received_at,from,to,text\n" + "".join(
         f'{(start + dt.timedelta(seconds=n)).isoformat().replace("+00:00", "Z")},{phone},1414,'
         f'"{text}"\n' for n, (phone, text) in enumerate(rows)))
-    command = [sys.executable, "-m", "workers.replay_cli", "replay", "--send", "--rate", "8",
+    command = [sys.executable, "-m", "workers.cli", "replay", "--send", "--rate", "8",
                str(log)]
     env = {**gw.env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

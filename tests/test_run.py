@@ -16,8 +16,8 @@ import pytest
 
 from replies.sealing import Sealer
 from tests.e2e import wait_for
-from workers.cli import SEALED_NOTE
 from workers import embedded
+from workers.cli.messages import SEALED_NOTE
 from workers.embedded import free_port
 from workers.settings import GENERATED_SECRETS
 

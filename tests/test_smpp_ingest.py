@@ -335,3 +335,35 @@ def test_messages_whose_callable_failed_are_remembered_within_the_count_bound(do
     for n in range(4):
         assert rx.handle(_pdu(encoding.encode_gsm7(f"text {n}"))) == RX_T_APPN
     assert len(rx._failed) == 2
+
+
+def test_the_smpp_ingest_process_takes_mos_receipts_and_dead_letters_into_the_store(
+        smsc, settings, conn):
+    import redis
+
+    from workers import smpp_ingest
+
+    settings = settings.model_copy(update={
+        "smpp_receiver": f"smpp://govsms-rx:pw@127.0.0.1:{smsc.port}?mode=transceiver"})
+    broker = redis.Redis.from_url(settings.redis_url)
+    queued = broker.llen("inbound")
+    stop = threading.Event()
+    thread = threading.Thread(target=smpp_ingest.run, args=(settings, settings.database_url, stop),
+                              daemon=True)
+    thread.start()
+    try:
+        smsc.wait_for_receiver()
+        assert _mo(smsc, encoding.encode_gsm7("Techosmotr 123ABC01")) == ROK
+        assert _mo(smsc, b"id:0A1B2C3D stat:DELIVRD", 0, RECEIPT) == ROK
+        assert smsc.deliver("", "1414", encoding.encode_gsm7("hello"), source_addr_ton=1) == ROK
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert conn.execute("SELECT source, sender, shortcode, text FROM inbound").fetchall() == [
+        ("smpp", "+77011234567", "1414", "Techosmotr 123ABC01")]
+    assert broker.llen("inbound") == queued + 1       # its dispatch task
+    assert conn.execute("SELECT transport_id, state FROM receipts").fetchall() == [
+        ("0A1B2C3D", "delivered")]
+    assert conn.execute("SELECT task, inbound_id FROM dead_letters").fetchall() == [
+        ("smpp-ingest", None)]

@@ -35,9 +35,9 @@ from services.handler import Reply
 from services.phones import to_e164
 from services.stores import accounts, clients
 from workers import messages
-from workers.celery_app import BULK, OUTBOUND
 from workers.limits import RateLimiter
 from workers.pipeline import to_parts
+from workers.queues import BULK, OUTBOUND
 from workers.settings import Settings
 from workers.tasks import DELIVER, publish
 

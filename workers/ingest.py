@@ -33,10 +33,10 @@ from services.phones import to_e164
 from workers import db, door, messages
 from workers.api import ClientApi, Clock, utc_now
 from workers.api import router as client_api
-from workers.celery_app import INBOUND, all_queues
-from workers.celery_app import create_app as create_celery
+from workers.app import create_app as create_celery
 from workers.limits import RateLimiter
 from workers.logs import correlation
+from workers.queues import INBOUND, all_queues
 from workers.settings import Settings
 from workers.status import GatewayCollector
 from workers.tasks import DISPATCH, publish

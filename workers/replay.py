@@ -37,10 +37,10 @@ from services.errors import StoreUnavailable
 from services.handler import Reply, Request
 from services.phones import to_e164
 from workers import messages, pipeline, tasks
+from workers.queues import REPLAY as QUEUE
 
 log = logging.getLogger(__name__)
 
-QUEUE = "replay"
 BATCH = "govsms.replay.batch"
 BATCH_SIZE = 50
 MODES = ("dry-run", "compare", "send")

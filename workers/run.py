@@ -19,7 +19,7 @@ import psycopg
 from replies.masking import redact_secrets
 from workers import db, embedded, extracts, replay
 from workers import demo as demo_data
-from workers.celery_app import BULK, INBOUND, OUTBOUND, all_queues
+from workers.queues import BULK, INBOUND, OUTBOUND, all_queues
 from workers.settings import GENERATED_SECRETS, RUNTIME_FILE, Settings
 from workers.supervisor import Child, Supervisor
 

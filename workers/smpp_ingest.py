@@ -7,8 +7,9 @@ receipts go to `on_receipt(message_id, state)`. When a callable fails for a
 while (the store is down), the SMSC gets ESME_RX_T_APPN and delivers the PDU
 again later. A PDU that can never be taken (a truncated UDH, no usable sender, a
 text over the length limit, or one `on_message` finds invalid with a ValueError)
-goes to `on_dead_letter(reason)` and is answered ESME_ROK: see `handle`. Nothing
-here touches the database (the caller wires the callables to the message store).
+goes to `on_dead_letter(reason)` and is answered ESME_ROK: see `handle`. The
+receiver touches no database; `run` (the `govsms smpp-ingest` process) wires the
+callables to the message store with `store_callbacks`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ import smpplib.consts as c
 from replies import encoding
 from replies.masking import mask_digits
 from replies.transports.smpp import Pdu, SmppConfig, SmppLink
+from workers import db, messages
+from workers.app import create_app
+from workers.ingest import InboundSms, Ingest
 from workers.messages import MAX_TEXT
+from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -366,3 +371,37 @@ def serve(url: str, on_message: OnMessage, on_receipt: OnReceipt,
     """Run an SMPP receiver for `smpp://...` until `stop` is set (or forever)."""
     receiver = SmppReceiver(on_message, on_receipt, on_dead_letter=on_dead_letter)
     receiver.run(SmppConfig.from_url(url), stop or threading.Event())
+
+
+def store_callbacks(ingest: Ingest) -> tuple[OnMessage, OnReceipt, OnDeadLetter]:
+    """The receiver's callables on the message store: MOs recorded and enqueued by `ingest`,
+    receipts and dead letters written through its pool."""
+
+    def on_message(sender: str, shortcode: str, text: str, external_id: str) -> None:
+        # Unavailable propagates: the SMSC gets an error and delivers the message again.
+        ingest.accept(InboundSms.model_validate({"from": sender, "to": shortcode, "text": text,
+                                                 "id": external_id, "smsc": "smpp"}))
+
+    def on_receipt(message_id: str, state: str) -> None:
+        with ingest.pool.connection() as conn:
+            messages.record_receipt(conn, message_id, state)
+
+    def on_dead_letter(reason: str) -> None:
+        with ingest.pool.connection() as conn:
+            messages.add_dead_letter(conn, task="smpp-ingest", reason=reason)
+
+    return on_message, on_receipt, on_dead_letter
+
+
+def run(settings: Settings, database_url: str, stop: threading.Event | None = None) -> None:
+    """Receive on `settings.smpp_receiver` into the message store at `database_url` until
+    `stop` is set (or forever); a store that fails raises psycopg's error."""
+    pool = db.create_pool(database_url, statement_timeout_ms=settings.statement_timeout_ms,
+                          name="smpp-ingest")
+    on_message, on_receipt, on_dead_letter = store_callbacks(
+        Ingest(settings, pool, create_app(settings)))
+    try:
+        serve(settings.smpp_receiver or "", on_message, on_receipt, stop,
+              on_dead_letter=on_dead_letter)
+    finally:
+        pool.close()

@@ -1,9 +1,4 @@
-"""`govsms export` and `govsms replay`: message logs out, and replayed through the services.
-
-The commands are attached to the `govsms` group in workers/cli.py
-(`main.add_command(export)`, `main.add_command(replay)`); until then,
-`python -m workers.replay_cli export|replay ...` runs them alone.
-"""
+"""`govsms export` and `govsms replay`: message logs out, and replayed through the services."""
 
 from __future__ import annotations
 
@@ -15,6 +10,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 import click
+
+from workers.cli.common import database_url
+from workers.settings import load_settings
 
 if TYPE_CHECKING:
     from workers import replay as rp
@@ -44,13 +42,12 @@ def export(since: str, until: str, out: str | None) -> None:
     import psycopg
 
     from workers import replay as rp
-    from workers.cli import _database_url
 
     start, end = _instant(since, "--since"), _instant(until, "--until")
     if end <= start:
         raise click.BadParameter("must be after --since", param_hint="--until")
     count = 0
-    with psycopg.connect(_database_url()) as conn, _output(out) as f:
+    with psycopg.connect(database_url()) as conn, _output(out) as f:
         for message in rp.export(conn, start, end):
             f.write(json.dumps(message, ensure_ascii=False) + "\n")
             count += 1
@@ -105,13 +102,12 @@ def replay(files: tuple[str, ...], mode: str | None, rate: float | None, report:
     import psycopg
 
     from workers import replay as rp
-    from workers.celery_app import create_app
-    from workers.cli import _database_url, load_settings
+    from workers.app import create_app
 
     if resume is None and not files:
         raise click.UsageError("give log files to replay, or --resume RUN_ID")
     settings = load_settings()
-    url = _database_url()
+    url = database_url()
     celery = create_app(settings)
     rp.ensure_queue(celery)
     if not rp.consumers(celery):
@@ -224,15 +220,3 @@ def _results(conn: object, run_id: int, mode: str, final: rp.Progress,
         if row.state == "failed":
             click.echo(f"  failed: {row.file}:{row.line}: {row.error}", err=True)
             break
-
-
-@click.group()
-def cli() -> None:
-    """govsms export / replay, until workers/cli.py attaches them."""
-
-
-cli.add_command(export)
-cli.add_command(replay)
-
-if __name__ == "__main__":
-    cli()

@@ -1,0 +1,24 @@
+"""The `govsms` command: one module per group of commands, each attached to `main` here.
+
+server.py starts the processes (run, ingest, smpp-ingest, flower); db.py fills the
+database; messages.py sends and inspects messages (send, status, dead-letters, report,
+accounts); parse.py shows what the parser makes of a text; replay.py exports message
+logs and replays them. Shared helpers sit in common.py, which imports none of them.
+"""
+
+from __future__ import annotations
+
+import click
+
+from workers.cli import db, messages, parse, replay, server
+
+
+@click.group()
+def main() -> None:
+    """govsms: an SMS gateway for e-Government services."""
+
+
+for command in (server.run, server.ingest, server.smpp_ingest, server.flower, db.db,
+                messages.send, messages.status, messages.dead_letters, messages.report,
+                messages.accounts_group, parse.parse, replay.export, replay.replay):
+    main.add_command(command)
