@@ -28,7 +28,7 @@ import smpplib.consts as c
 
 from replies import encoding
 from replies.masking import mask_digits
-from replies.transports.smpp import Pdu, SmppConfig, SmppLink
+from replies.transports.smpp.link import Pdu, SmppConfig, SmppLink
 from workers.messages import MAX_TEXT
 
 log = logging.getLogger(__name__)

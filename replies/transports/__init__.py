@@ -22,7 +22,7 @@ def from_url(url: str, *, redis_url: str | None = None) -> Transport:
         return KannelTransport.from_url(url)
     if scheme == "smpp":
         # Imported here: replies.throttle (which smpp uses) imports this package's base.
-        from replies.transports.smpp import SmppTransport
+        from replies.transports.smpp.link import SmppTransport
 
         return SmppTransport.from_url(url, redis_url=redis_url)
     raise ValueError(f"unknown transport {scheme!r}: use file://, kannel+http:// or smpp://")

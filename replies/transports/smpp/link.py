@@ -28,8 +28,8 @@ import smpplib.smpp
 
 from replies import encoding
 from replies.masking import mask_digits
-from replies.throttle import Bucket, bucket
 from replies.transports.base import RateLimited, Sms, TransportError
+from replies.transports.throttle import Bucket, bucket
 
 log = logging.getLogger(__name__)
 
