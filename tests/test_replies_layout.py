@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MAX_LINES = 400
 
 
 def _modules(*folders: str) -> list[Path]:
@@ -42,3 +46,35 @@ def test_reply_is_defined_in_replies_and_imported_from_there() -> None:
                     for module, names in _imported(path)
                     if module == "services.handler" and "Reply" in names]
     assert from_handler == []
+
+
+def test_replies_modules_are_under_the_line_limit() -> None:
+    long = {_name(path): n for path in _modules("replies")
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_smpp_is_a_package_by_concept_and_throttle_sits_with_the_transports() -> None:
+    smpp = ROOT / "replies" / "transports" / "smpp"
+    assert not (ROOT / "replies" / "transports" / "smpp.py").exists()
+    assert {p.name for p in smpp.glob("*.py")} >= {"__init__.py", "config.py", "link.py",
+                                                   "transport.py"}
+    # The package itself imports nothing, so taking its link does not load its transport.
+    assert _imported(smpp / "__init__.py") == []
+    assert not (ROOT / "replies" / "throttle.py").exists()
+    assert importlib.import_module("replies.transports.throttle").bucket
+
+
+def test_smpp_ingest_takes_the_shared_link_not_the_sending_transport() -> None:
+    imported = {module for module, _ in _imported(ROOT / "workers" / "smpp_ingest.py")}
+    assert "replies.transports.smpp.link" in imported
+    assert "replies.transports.smpp.transport" not in imported
+    # Importing the inbound door loads none of the outbound transport's code.
+    probe = ("import sys, workers.smpp_ingest; "
+             "print(sorted(m for m in sys.modules if m.startswith('replies.transports.smpp')))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    loaded = ast.literal_eval(out.strip())
+    assert "replies.transports.smpp.link" in loaded
+    assert "replies.transports.smpp.transport" not in loaded

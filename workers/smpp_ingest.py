@@ -28,7 +28,8 @@ import smpplib.consts as c
 
 from replies import encoding
 from replies.masking import mask_digits
-from replies.transports.smpp.link import Pdu, SmppConfig, SmppLink
+from replies.transports.smpp.config import SmppConfig
+from replies.transports.smpp.link import Pdu, SmppLink
 from workers.messages import MAX_TEXT
 
 log = logging.getLogger(__name__)
