@@ -65,6 +65,18 @@ def test_smpp_is_a_package_by_concept_and_throttle_sits_with_the_transports() ->
     assert importlib.import_module("replies.transports.throttle").bucket
 
 
+def test_udhi_is_defined_once_where_the_udh_is_built() -> None:
+    defined = [_name(path) for path in _modules("replies", "services", "workers", "parsers")
+               for node in ast.parse(path.read_text(encoding="utf-8")).body
+               if isinstance(node, ast.Assign)
+               and any(isinstance(t, ast.Name) and t.id == "UDHI" for t in node.targets)]
+    assert defined == ["replies/encoding.py"]
+    from replies import encoding
+    from workers import smpp_ingest
+
+    assert smpp_ingest.UDHI is encoding.UDHI
+
+
 def test_smpp_ingest_takes_the_shared_link_not_the_sending_transport() -> None:
     imported = {module for module, _ in _imported(ROOT / "workers" / "smpp_ingest.py")}
     assert "replies.transports.smpp.link" in imported

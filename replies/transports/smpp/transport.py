@@ -29,7 +29,6 @@ SLOW_DOWN = {c.SMPP_ESME_RTHROTTLED: "ESME_RTHROTTLED", c.SMPP_ESME_RMSGQFUL: "E
 TEMPORARY = {c.SMPP_ESME_RSYSERR: "ESME_RSYSERR", c.SMPP_ESME_RX_T_APPN: "ESME_RX_T_APPN",
              c.SMPP_ESME_RSUBMITFAIL: "ESME_RSUBMITFAIL", c.SMPP_ESME_RUNKNOWNERR: "ESME_RUNKNOWNERR",
              c.SMPP_ESME_RINVBNDSTS: "ESME_RINVBNDSTS"}
-UDHI = 0x40
 
 
 class SmppTransport:
@@ -88,7 +87,7 @@ class SmppTransport:
         concatenated = sms.parts > 1 or len(chunks) > 1
         return [((sms.outbound_id, n), {**common, "short_message": payload,
                                         "data_coding": data_coding,
-                                        "esm_class": UDHI if concatenated else 0})
+                                        "esm_class": encoding.UDHI if concatenated else 0})
                 for n, payload in chunks]
 
     def send(self, sms: Sms) -> str | None:
