@@ -34,6 +34,9 @@ MAX_PARTS = 255  # the reference/total fields of the concatenation UDH are one o
 # SMPP data_coding values (SMPP 3.4, 5.2.19).
 DATA_CODING: dict[Coding, int] = {"gsm7": 0x00, "ucs2": 0x08}
 
+# The esm_class bit (SMPP 3.4, 5.2.12) saying the short message starts with a UDH.
+UDHI = 0x40
+
 UDH_CONCAT_8BIT = 0x00
 UDH_CONCAT_16BIT = 0x08
 

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from services.handler import Reply
+from replies.reply import Reply
 
 COMMON = "common"
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import psycopg
 
 from parsers import Command
+from replies.reply import Reply
 from services import passwords
-from services.handler import Reply, Request
+from services.handler import Request
 from services.stores import accounts
 
 NAME = "account_registration"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import psycopg
 
 from parsers import ParseResult
+from replies.reply import Reply
+
+__all__ = ["Handler", "Request"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,16 +21,6 @@ class Request:
     sender: str
     parsed: ParseResult
     received_at: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A reply outcome of a service; `replies/` turns it into text."""
-
-    service: str
-    outcome: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-    sealed: bool = False  # the text carries a password or code: encrypted at rest, never logged
 
 
 Handler = Callable[[psycopg.Connection, Request], Reply]

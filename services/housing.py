@@ -6,7 +6,8 @@ import psycopg
 
 from parsers import Command
 from replies.masking import mask_digits
-from services.handler import Reply, Request
+from replies.reply import Reply
+from services.handler import Request
 from services.sender import checked_sender
 from services.stores import housing
 

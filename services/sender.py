@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from services.handler import Reply
+from replies.reply import Reply
 from services.stores import mbg, persons
 
 

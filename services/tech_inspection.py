@@ -8,7 +8,8 @@ import psycopg
 
 from parsers import Command
 from replies.masking import mask_plate
-from services.handler import Reply, Request
+from replies.reply import Reply
+from services.handler import Request
 from services.sender import checked_sender
 from services.stores import vehicles
 

@@ -17,10 +17,19 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from replies import encoding
+from replies.reply import Reply
 from replies.templates import Templates
-from services.handler import Reply
-from tests.test_client_api import IIN, OTHER_PHONE, PARTNER, PHONE, PORTAL, T0, Clock, auth
-from tests.test_client_api import sent_code
+from tests.test_client_api import (
+    IIN,
+    OTHER_PHONE,
+    PARTNER,
+    PHONE,
+    PORTAL,
+    T0,
+    Clock,
+    auth,
+    sent_code,
+)
 from workers.ingest import create_app
 from workers.settings import ApiClient, Settings
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from replies import encoding
 from replies.encoding import BASIC, EXTENSION, Concat, EncodingError, split
+from replies.reply import Reply
 from replies.templates import Templates
-from services.handler import Reply
 
 GSM_CHARS = [c for c in BASIC if c != "\x1b"] + list(EXTENSION)
 

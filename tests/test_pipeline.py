@@ -9,12 +9,12 @@ import psycopg
 import pytest
 
 from parsers import KeywordIndex
+from replies.reply import Reply
 from replies.sealing import Sealer
 from replies.templates import Templates
 from replies.transports import TransportError
 from replies.transports.fake import MemoryTransport
 from services.errors import StoreUnavailable
-from services.handler import Reply
 from services.registry import Registry, Service, default_registry
 from tests.conftest import KEY, add_persona
 from workers import db, messages, pipeline

@@ -12,7 +12,8 @@ import pytest
 
 from replies import encoding
 from replies.transports import Sms
-from replies.transports.smpp import SmppConfig, SmppTransport
+from replies.transports.smpp.config import SmppConfig
+from replies.transports.smpp.transport import SmppTransport
 from tests.e2e import wait_for
 from tests.peers.smsc import Smsc, running_smsc, smpp34
 from workers.smpp_ingest import SmppReceiver

@@ -11,9 +11,11 @@ from collections.abc import Iterator
 import pytest
 
 from replies import encoding
-from replies.throttle import LocalBucket, RedisBucket
 from replies.transports import RateLimited, Sms, TransportError, from_url
-from replies.transports.smpp import SmppConfig, SmppTransport, Unanswered, address
+from replies.transports.smpp.config import SmppConfig, address
+from replies.transports.smpp.transport import SmppTransport
+from replies.transports.smpp.unanswered import Unanswered
+from replies.transports.throttle import LocalBucket, RedisBucket
 from tests.e2e import wait_for
 from tests.peers.smsc import NEVER, Smsc, running_smsc, smpp34
 from workers.embedded import free_port

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
+from replies.reply import Reply
 from replies.templates import Templates
-from services.handler import Reply
 
 # Texts of ../shared/seeds/001 (table 1 row 1; table 3), with the one required
 # correction: Latin "e" in "mozhete". A drift from the seed fails here.

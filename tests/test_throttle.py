@@ -9,8 +9,8 @@ import uuid
 import pytest
 import redis
 
-from replies.throttle import KEY_PREFIX, LocalBucket, RedisBucket, bucket
 from replies.transports.base import RateLimited
+from replies.transports.throttle import KEY_PREFIX, LocalBucket, RedisBucket, bucket
 
 
 class FakeClock:

@@ -28,10 +28,10 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 
 from replies.masking import mask_digits
+from replies.reply import Reply
 from replies.sealing import Sealer, derive
 from replies.templates import Templates
 from services import otp
-from services.handler import Reply
 from services.phones import to_e164
 from services.stores import accounts, clients
 from workers import messages

@@ -22,12 +22,13 @@ from psycopg_pool import ConnectionPool
 from parsers import KeywordIndex
 from replies import encoding
 from replies.masking import mask_digits
+from replies.reply import Reply
 from replies.sealing import Sealer
 from replies.templates import COMMON, Templates
 from replies.transports import RateLimited, Sms, Transport, TransportError
 from services import account_registration
 from services.errors import StoreUnavailable
-from services.handler import Reply, Request
+from services.handler import Request
 from services.registry import Registry
 from workers import messages
 from workers.logs import correlation

@@ -33,8 +33,9 @@ from kombu import Exchange, Queue
 from psycopg.rows import class_row, dict_row
 
 from replies.masking import mask_digits
+from replies.reply import Reply
 from services.errors import StoreUnavailable
-from services.handler import Reply, Request
+from services.handler import Request
 from services.phones import to_e164
 from workers import messages, pipeline, tasks
 from workers.queues import REPLAY as QUEUE

@@ -28,8 +28,10 @@ from typing import Any
 import smpplib.consts as c
 
 from replies import encoding
+from replies.encoding import UDHI
 from replies.masking import mask_digits
-from replies.transports.smpp import Pdu, SmppConfig, SmppLink
+from replies.transports.smpp.config import SmppConfig
+from replies.transports.smpp.link import Pdu, SmppLink
 from workers import db, messages
 from workers.app import create_app
 from workers.ingest import InboundSms, Ingest
@@ -43,7 +45,6 @@ OnReceipt = Callable[[str, str], None]
 OnDeadLetter = Callable[[str], None]
 
 RECEIPT_TYPES = 0x04 | 0x08 | 0x10 | 0x20   # SMSC receipt, SME acks, intermediate notification
-UDHI = 0x40
 # message_state TLV (SMPP 3.4 5.3.2.35) and the receipt text's stat: field (Appendix B).
 STATES = {1: "enroute", 2: "delivered", 3: "expired", 4: "deleted", 5: "undeliverable",
           6: "accepted", 7: "unknown", 8: "rejected", 9: "skipped"}

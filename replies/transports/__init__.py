@@ -21,8 +21,8 @@ def from_url(url: str, *, redis_url: str | None = None) -> Transport:
     if scheme in ("kannel+http", "kannel+https"):
         return KannelTransport.from_url(url)
     if scheme == "smpp":
-        # Imported here: replies.throttle (which smpp uses) imports this package's base.
-        from replies.transports.smpp import SmppTransport
+        # Imported here: the smpp package's modules import this package's base and throttle.
+        from replies.transports.smpp.transport import SmppTransport
 
         return SmppTransport.from_url(url, redis_url=redis_url)
     raise ValueError(f"unknown transport {scheme!r}: use file://, kannel+http:// or smpp://")

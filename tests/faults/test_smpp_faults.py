@@ -22,7 +22,8 @@ import psycopg
 import pytest
 
 from replies import encoding
-from replies.transports.smpp import SmppConfig, SmppTransport
+from replies.transports.smpp.config import SmppConfig
+from replies.transports.smpp.transport import SmppTransport
 from tests.e2e import PORTAL_SECRET, Gateway, wait_for
 from tests.peers.smsc import NEVER, Smsc, running_smsc
 from tests.test_pipeline import make_pipeline
