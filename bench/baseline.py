@@ -19,6 +19,7 @@ from replies.transports import FileTransport
 from services.phones import to_e164
 from workers import embedded, messages, pipeline
 from workers.app import Runtime
+from workers.messages import reports
 
 
 def measure_broker(seconds: float = 2.0) -> float:
@@ -86,10 +87,7 @@ def measure_pipeline(system: System, seconds: float, *, persons: int, batch: int
         elapsed, cpu = time.perf_counter() - start, clock() - cpu_before
         after = system.snapshot()
         with system.connect() as conn:
-            answered = conn.execute(
-                "SELECT count(DISTINCT o.inbound_id) FROM outbound o JOIN inbound i ON "
-                "i.id = o.inbound_id WHERE i.source = %s AND o.state = 'sent'",
-                (tag,)).fetchone()[0]
+            answered = reports.answered(conn, tag)
     finally:
         p.pool.close()
         transport.close()

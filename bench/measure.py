@@ -59,6 +59,7 @@ from bench.gateway import System, gateway
 from bench.parser import measure as measure_parser
 from bench.phases import CONNECTIONS, WINDOW, Bench, quantile, stats
 from bench.profile import stage_profile
+from workers.messages import reports
 
 BURST_FACTOR = 3.0
 BURST_ISSUE_S = 60.0  # the burst length the issue asks for
@@ -231,32 +232,13 @@ def _predicted_burst_ratio(offered: float, arrival: float, drain: float, sla: fl
     return round(min(1.0, in_time / span), 3)
 
 
-_INTEGRITY = """
-SELECT count(*) AS inbound,
-       count(*) FILTER (WHERE r.sent_rows > 0) AS answered,
-       count(*) FILTER (WHERE r.sent_rows = 0) AS missing,
-       count(*) FILTER (WHERE r.sent_rows > r.parts) AS duplicated,
-       count(*) FILTER (WHERE r.failed_rows > 0) AS failed
-FROM inbound i
-CROSS JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE o.state = 'sent') AS sent_rows,
-           count(*) FILTER (WHERE o.state = 'failed') AS failed_rows,
-           coalesce(max(o.parts), 1) AS parts
-    FROM outbound o WHERE o.inbound_id = i.id) r
-WHERE i.source LIKE %s
-"""
-
-
 def _integrity(bench: Bench) -> dict[str, Any]:
     """Every message exactly one reply: PostgreSQL's rows and the transport's outbox agree."""
     with bench.system.connect() as conn:
-        inbound, answered, missing, duplicated, failed = conn.execute(
-            _INTEGRITY, (f"{bench.tag}-%",)).fetchone()
-        ours = {row[0] for row in conn.execute(
-            "SELECT id FROM inbound WHERE source LIKE %s", (f"{bench.tag}-%",))}
-        dead = conn.execute("SELECT count(*) FROM dead_letters d JOIN inbound i ON "
-                            "i.id = d.inbound_id WHERE i.source LIKE %s",
-                            (f"{bench.tag}-%",)).fetchone()[0]
+        inbound, answered, missing, duplicated, failed = reports.integrity(
+            conn, f"{bench.tag}-%")
+        ours = reports.inbound_ids(conn, f"{bench.tag}-%")
+        dead = reports.dead_letters_of(conn, f"{bench.tag}-%")
     parts_sent: Counter = Counter()
     inbound_sent: dict[int, set] = defaultdict(set)
     if bench.system.outbox.exists():

@@ -27,6 +27,7 @@ import redis
 from bench.cpu import cpu_between
 from bench.gateway import System, wait
 from workers.app import create_app
+from workers.messages import reports
 from workers.queues import all_queues
 
 WINDOW = 128  # messages in flight in the closed loop
@@ -141,19 +142,6 @@ class Message:
     parts: int
 
 
-_MESSAGES = """
-SELECT i.id, extract(epoch FROM i.received_at)::float8,
-       extract(epoch FROM min(o.created_at))::float8, extract(epoch FROM min(o.claimed_at))::float8,
-       extract(epoch FROM max(o.sent_at))::float8, count(o.sent_at), coalesce(max(o.parts), 0)
-FROM inbound i LEFT JOIN outbound o ON o.inbound_id = i.id
-WHERE i.source = %s GROUP BY i.id ORDER BY i.id
-"""
-_UNANSWERED = """
-SELECT count(*) FROM inbound i WHERE i.source LIKE %s AND NOT EXISTS (
-    SELECT 1 FROM outbound o WHERE o.inbound_id = i.id AND o.state IN ('sent', 'failed'))
-"""
-
-
 def quantile(values: list[float], q: float) -> float | None:
     """The `q` quantile of `values` (the nearest rank), None when there are none."""
     if not values:
@@ -239,14 +227,14 @@ class Bench:
 
     def messages(self, run: PhaseRun) -> list[Message]:
         with self.system.connect() as conn:
-            return [Message(*row) for row in conn.execute(_MESSAGES, (run.tag,))]
+            return [Message(*row) for row in reports.timings(conn, run.tag)]
 
     def drain(self, timeout_s: float) -> float:
         """Wait until every message of the run has its reply (sent or failed); seconds waited."""
         started = time.monotonic()
         with self.system.connect() as conn:
             def done() -> bool:
-                return conn.execute(_UNANSWERED, (f"{self.tag}-%",)).fetchone()[0] == 0
+                return reports.unanswered(conn, f"{self.tag}-%") == 0
             try:
                 wait(done, timeout_s, "the replies", interval=0.5)
             except RuntimeError:

@@ -66,6 +66,7 @@ def status() -> None:
     import psycopg
     import redis
 
+    from workers import messages
     from workers import status as ops
     from workers.app import create_app
     from workers.queues import all_queues
@@ -77,8 +78,8 @@ def status() -> None:
     now = dt.datetime.now(dt.UTC)
     try:
         with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
-            sent, in_time, overdue = ops.sla(conn, now - dt.timedelta(hours=1), now)
-            dead = ops.open_dead_letters(conn)
+            sent, in_time, overdue = messages.sla(conn, now - dt.timedelta(hours=1), now)
+            dead = messages.open_dead_letters(conn)
         client.ping()
     except (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

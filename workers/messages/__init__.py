@@ -1,0 +1,58 @@
+"""The message store, one module per entity with its SQL beside the function that runs it.
+
+    inbound.py      recording an MO once, the unfinished ones, where each was routed
+    outbound.py     SMS parts: queued, claimed, sent, failed; receipts; replies listed
+    dead.py         dead letters: recorded, listed, replayed, described
+    reports.py      what the reconciler sends again, backlog, fees, SLA, the export, bench figures
+    metrics.py      the counts behind the Prometheus series
+
+No other module of workers/ or bench/ queries inbound, outbound, dead_letters or
+receipts (tests/test_store_layout.py). The public functions are re-exported here, so a
+caller writes `messages.record_inbound(...)` whichever module holds it.
+"""
+
+from workers.messages.dead import (
+    DeadLetter,
+    add_dead_letter,
+    dead_letters,
+    describe,
+    open_dead_letters,
+    replay_dead_letter,
+)
+from workers.messages.inbound import (
+    MAX_TEXT,
+    Inbound,
+    NewInbound,
+    Recorded,
+    mark_dispatched,
+    record_inbound,
+    record_inbound_many,
+    unfinished_inbound,
+)
+from workers.messages.outbound import (
+    FINAL_DELIVERY,
+    REPLY_OF,
+    Claimed,
+    Parts,
+    add_notice,
+    add_reply,
+    answers,
+    claim_outbound,
+    mark_failed,
+    mark_sent,
+    record_delivery,
+    record_receipt,
+    release,
+    replies,
+    replies_to,
+)
+from workers.messages.reports import Stale, fees, received_between, sla, stale, waiting
+
+__all__ = [
+    "FINAL_DELIVERY", "MAX_TEXT", "REPLY_OF", "Claimed", "DeadLetter", "Inbound", "NewInbound",
+    "Parts", "Recorded", "Stale", "add_dead_letter", "add_notice", "add_reply", "answers",
+    "claim_outbound", "dead_letters", "describe", "fees", "mark_dispatched", "mark_failed",
+    "mark_sent", "open_dead_letters", "received_between", "record_delivery", "record_inbound",
+    "record_inbound_many", "record_receipt", "release", "replay_dead_letter", "replies",
+    "replies_to", "sla", "stale", "unfinished_inbound", "waiting",
+]

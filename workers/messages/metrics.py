@@ -1,0 +1,59 @@
+"""The counts behind the Prometheus series, read from the message store at scrape time."""
+
+from __future__ import annotations
+
+import psycopg
+
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+# Counters must only grow, per label set: a message is counted once routed (its service
+# is known then and never changes), a reply once sent or failed, a send attempt as an
+# error once it is neither in progress ('sending') nor the one that succeeded.
+_ROUTED = """
+SELECT shortcode, coalesce(service, 'none'), count(*) FROM inbound WHERE state <> 'received'
+GROUP BY 1, 2
+"""
+_FINISHED = """
+SELECT coalesce(service, 'none'), coalesce(outcome, 'none'), state, count(*)
+FROM outbound WHERE state IN ('sent', 'failed') GROUP BY 1, 2, 3
+"""
+_LATENCY = f"""
+SELECT {", ".join(f"count(*) FILTER (WHERE s <= {b})" for b in LATENCY_BUCKETS)},
+       count(*), coalesce(sum(s), 0)
+FROM (SELECT extract(epoch FROM o.sent_at - coalesce(i.received_at, o.created_at)) AS s
+      FROM outbound o LEFT JOIN inbound i ON i.id = o.inbound_id
+      WHERE o.state = 'sent') AS latency
+"""
+_DELIVERY = """
+SELECT count(*) FILTER (WHERE state = 'sent' AND sent_at > deadline),
+       coalesce(sum(attempts), 0) - count(*) FILTER (WHERE state IN ('sent', 'sending'))
+FROM outbound
+"""
+_DEAD = "SELECT task, count(*) FROM dead_letters GROUP BY task"
+
+
+def routed(conn: psycopg.Connection) -> list[tuple[str, str, int]]:
+    """Inbound messages once routed: (short code, service or 'none', count)."""
+    return conn.execute(_ROUTED).fetchall()
+
+
+def finished(conn: psycopg.Connection) -> list[tuple[str, str, str, int]]:
+    """SMS sent or failed: (service, outcome, state, count), 'none' for a missing label."""
+    return conn.execute(_FINISHED).fetchall()
+
+
+def latency(conn: psycopg.Connection) -> tuple[list[int], int, float]:
+    """Received (or created) to sent: (cumulative count per bucket, count, sum of seconds)."""
+    *cumulative, count, total = conn.execute(_LATENCY).fetchone()  # type: ignore[misc]
+    return cumulative, count, total
+
+
+def delivery(conn: psycopg.Connection) -> tuple[int, int]:
+    """(SMS sent after their deadline, failed send attempts)."""
+    breaches, errors = conn.execute(_DELIVERY).fetchone()  # type: ignore[misc]
+    return breaches, errors
+
+
+def dead_by_task(conn: psycopg.Connection) -> list[tuple[str, int]]:
+    """Dead letters by the task that gave up: (task, count)."""
+    return conn.execute(_DEAD).fetchall()

@@ -1,0 +1,241 @@
+"""Outbound SMS: parts queued, claimed, sent or failed; delivery receipts; replies listed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.rows import class_row
+
+from workers.messages.inbound import Inbound
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """An SMS as it is stored: one text per part (sealed ones encrypted), and how they join."""
+
+    texts: list[str]
+    coding: str
+    reference: int
+    sealed: bool = False
+
+
+_INSERT_PARTS = """
+INSERT INTO outbound (inbound_id, dedupe_key, part, parts, reference, coding, sender, recipient,
+                      text, service, outcome, deadline, sealed, client)
+SELECT %(inbound_id)s, %(key)s, p.part::int, %(parts)s, %(reference)s, %(coding)s, %(sender)s,
+       %(recipient)s, p.text, %(service)s, %(outcome)s, %(deadline)s, %(sealed)s, %(client)s
+FROM unnest(%(texts)s::text[]) WITH ORDINALITY AS p(text, part)
+"""
+_ADD_REPLY = f"""
+WITH reply AS (
+    {_INSERT_PARTS}
+    ON CONFLICT (inbound_id, part) DO NOTHING
+    RETURNING id
+), answered AS (
+    UPDATE inbound SET state = 'answered', service = coalesce(service, %(service)s)
+    WHERE id = %(inbound_id)s AND state IN ('received', 'dispatched')
+)
+SELECT id FROM reply ORDER BY id
+"""
+
+
+def _fields(parts: Parts, **fields: object) -> dict[str, object]:
+    return {"texts": parts.texts, "parts": len(parts.texts), "reference": parts.reference,
+            "coding": parts.coding, "sealed": parts.sealed, "key": None, "inbound_id": None,
+            "client": None, **fields}
+
+
+def add_reply(conn: psycopg.Connection, *, inbound: Inbound, parts: Parts, service: str | None,
+              outcome: str, deadline: dt.datetime) -> list[int]:
+    """Queue the reply to `inbound`, a row per part; none when it has one (a redelivered task)."""
+    return [row[0] for row in conn.execute(_ADD_REPLY, _fields(
+        parts, inbound_id=inbound.id, sender=inbound.shortcode, recipient=inbound.sender,
+        service=service, outcome=outcome, deadline=deadline))]
+
+
+_ADD_NOTICE = f"""
+{_INSERT_PARTS}
+ON CONFLICT (dedupe_key, part) DO NOTHING
+RETURNING id
+"""
+_BY_KEY = "SELECT id FROM outbound WHERE dedupe_key = %s ORDER BY part"
+
+
+def add_notice(conn: psycopg.Connection, *, key: str, sender: str, recipient: str, parts: Parts,
+               deadline: dt.datetime, service: str | None = None, outcome: str | None = None,
+               client: str | None = None) -> tuple[list[int], bool]:
+    """Queue an SMS that answers no inbound message, once per `key`: (its part ids, whether new)."""
+    new = [row[0] for row in conn.execute(_ADD_NOTICE, _fields(
+        parts, key=key, sender=sender, recipient=recipient, service=service, outcome=outcome,
+        deadline=deadline, client=client))]
+    if new:
+        return new, True
+    return [row[0] for row in conn.execute(_BY_KEY, (key,))], False
+
+
+# The claim is committed before the submit: a sender that dies after submitting
+# leaves the row 'sending', and whoever claims it after `stale_s` flags the SMS as a
+# possible duplicate. A claim younger than that belongs to a sender still at work.
+_CLAIM = """
+UPDATE outbound SET state = 'sending', claimed_at = now(), attempts = attempts + 1,
+                    possible_duplicate = possible_duplicate OR state = 'sending'
+WHERE id = %(id)s AND (state = 'queued' OR
+                       (state = 'sending' AND claimed_at < now() - make_interval(secs => %(stale)s)))
+RETURNING id, inbound_id, sender, recipient, text, deadline, sealed, part, parts, reference, coding
+"""
+_BUSY = "SELECT state = 'sending' FROM outbound WHERE id = %s"
+_MARK_SENT = """
+UPDATE outbound SET state = 'sent', sent_at = now(), transport_id = %(tid)s, error = NULL
+WHERE id = %(id)s AND state = 'sending'
+"""
+# A receipt that came before the submit answer waits in `receipts` for its id.
+_EARLY_RECEIPT = """
+UPDATE outbound SET delivery = r.state, delivery_at = r.received_at
+FROM receipts r WHERE outbound.id = %(id)s AND r.transport_id = %(tid)s
+"""
+_RELEASE = """
+UPDATE outbound SET state = 'queued', error = %(reason)s, attempts = attempts - %(uncount)s,
+       possible_duplicate = possible_duplicate OR %(in_doubt)s
+WHERE id = %(id)s AND state = 'sending'
+"""
+_MARK_FAILED = """
+UPDATE outbound SET state = 'failed', error = %s WHERE id = %s AND state IN ('queued', 'sending')
+RETURNING inbound_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An SMS part claimed for sending."""
+
+    id: int
+    inbound_id: int | None
+    sender: str
+    recipient: str
+    text: str
+    deadline: dt.datetime
+    sealed: bool
+    part: int
+    parts: int
+    reference: int | None
+    coding: str | None
+
+
+def claim_outbound(conn: psycopg.Connection, outbound_id: int,
+                   stale_s: float) -> Claimed | bool | None:
+    """The part, claimed; True when another sender holds it; None when sent or failed."""
+    with conn.cursor(row_factory=class_row(Claimed)) as cur:
+        claimed = cur.execute(_CLAIM, {"id": outbound_id, "stale": stale_s}).fetchone()
+    if claimed is not None:
+        return claimed
+    busy = conn.execute(_BUSY, (outbound_id,)).fetchone()
+    return True if busy and busy[0] else None
+
+
+def mark_sent(conn: psycopg.Connection, outbound_id: int, transport_id: str | None) -> None:
+    """The transport accepted the part; a receipt that came first is applied now."""
+    conn.execute(_MARK_SENT, {"id": outbound_id, "tid": transport_id})
+    if transport_id:
+        conn.execute(_EARLY_RECEIPT, {"id": outbound_id, "tid": transport_id})
+
+
+def release(conn: psycopg.Connection, outbound_id: int, reason: str, *,
+            count_attempt: bool = True, in_doubt: bool = False) -> None:
+    """Back to the queue after a retryable failure (a rate limit is not a failed attempt);
+    a part the operator may have taken all the same is flagged as a possible duplicate."""
+    conn.execute(_RELEASE, {"id": outbound_id, "reason": reason, "in_doubt": in_doubt,
+                            "uncount": 0 if count_attempt else 1})
+
+
+def mark_failed(conn: psycopg.Connection, outbound_id: int,
+                reason: str) -> tuple[int | None] | None:
+    """The part will not be sent: (its inbound id,); None when it was sent or failed already."""
+    return conn.execute(_MARK_FAILED, (reason, outbound_id)).fetchone()
+
+
+FINAL_DELIVERY = ("delivered", "expired", "deleted", "undeliverable", "rejected")
+_RECEIPT = """
+INSERT INTO receipts (transport_id, state) VALUES (%(tid)s, %(state)s)
+ON CONFLICT (transport_id) DO UPDATE SET state = EXCLUDED.state, received_at = now()
+WHERE receipts.state <> ALL(%(final)s)
+"""
+_DELIVERY_BY_TRANSPORT = """
+UPDATE outbound SET delivery = %(state)s, delivery_at = now()
+WHERE transport_id = %(tid)s AND (delivery IS NULL OR delivery <> ALL(%(final)s))
+"""
+_DELIVERY_BY_ID = """
+UPDATE outbound SET delivery = %(state)s, delivery_at = now()
+WHERE id = %(id)s AND (delivery IS NULL OR delivery <> ALL(%(final)s))
+"""
+
+
+def record_receipt(conn: psycopg.Connection, transport_id: str, state: str) -> int:
+    """A receipt by the operator's message id; kept for a submit answer still to come."""
+    params = {"tid": transport_id, "state": state, "final": list(FINAL_DELIVERY)}
+    conn.execute(_RECEIPT, params)
+    return conn.execute(_DELIVERY_BY_TRANSPORT, params).rowcount
+
+
+def record_delivery(conn: psycopg.Connection, outbound_id: int, state: str) -> int:
+    """A receipt that names our own outbound id (Kannel's dlr-url carries it)."""
+    return conn.execute(_DELIVERY_BY_ID, {"id": outbound_id, "state": state,
+                                          "final": list(FINAL_DELIVERY)}).rowcount
+
+
+# A sealed text is not shown: it carries a credential meant for the citizen's phone only.
+_REPLIES = """
+SELECT id, part, CASE WHEN sealed THEN NULL ELSE text END AS text, sealed, state, sent_at
+FROM outbound WHERE inbound_id = %s ORDER BY part
+"""
+
+
+def replies(conn: psycopg.Connection, inbound_id: int) -> list[dict]:
+    """The reply parts of an inbound message with their states; sealed texts left out."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(_REPLIES, (inbound_id,)).fetchall()
+
+
+_REPLIES_TO = """
+SELECT o.id, o.part, CASE WHEN o.sealed THEN NULL ELSE o.text END AS text, o.sealed, o.state,
+       o.sent_at
+FROM inbound i LEFT JOIN outbound o ON o.inbound_id = i.id
+WHERE i.id = %(id)s AND i.source = %(source)s AND i.external_id = %(external_id)s
+ORDER BY o.part
+"""
+
+
+def replies_to(conn: psycopg.Connection, inbound_id: int, *, source: str,
+               external_id: str) -> list[dict] | None:
+    """As `replies`, only if the inbound message came from `source` with `external_id`: the
+    bridge proves it handed the message over; None when it did not (or there is none)."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        rows = cur.execute(_REPLIES_TO, {"id": inbound_id, "source": source,
+                                         "external_id": external_id}).fetchall()
+    if not rows:
+        return None
+    return [row for row in rows if row["id"] is not None]
+
+
+# The reply of each inbound message `i`, its parts joined in order; a sealed text never leaves.
+REPLY_OF = """
+LEFT JOIN LATERAL (
+    SELECT (array_agg(o.outcome ORDER BY o.part))[1] AS outcome,
+           CASE WHEN bool_or(o.sealed) THEN NULL
+                ELSE string_agg(o.text, '' ORDER BY o.part) END AS reply,
+           coalesce(bool_or(o.sealed), false) AS sealed
+    FROM outbound o WHERE o.inbound_id = i.id
+) r ON true
+"""
+_ANSWERS = f"""
+SELECT i.id, i.service, i.state, r.outcome, r.reply, r.sealed FROM inbound i {REPLY_OF}
+WHERE i.id = ANY(%s)
+"""
+
+
+def answers(conn: psycopg.Connection, inbound_ids: Sequence[int]) -> dict[int, dict]:
+    """By inbound id: its service, state, and its reply's outcome, text (None when sealed), seal."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return {r["id"]: r for r in cur.execute(_ANSWERS, (list(inbound_ids),))}
