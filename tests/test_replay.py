@@ -1,4 +1,4 @@
-"""Batch replay (workers/replay.py, workers/cli/replay.py) on the real PostgreSQL and Redis.
+"""Batch replay (workers/replay/, workers/cli/replay.py) on the real PostgreSQL and Redis.
 
 Parsing is table-driven per format (tests/replay_samples/kannel_access.log is the
 access log of a real bearerbox fed by fakesmsc). The plain functions run without
@@ -41,7 +41,7 @@ REGISTRATIONS = [f"TK,Nguyen Van {name},12345678{n},0{n + 1}.02.1990"
 # A worker for the replay queue alone, as workers/run.py will start it once wired. It uses
 # the module's app (create_app(load_settings())): a second app in the process would share
 # the pipeline's tasks with it (Celery warns of the duplicate names).
-WORKER = ("from workers import replay\n"
+WORKER = ("from workers.replay import task as replay\n"
           "from workers.celery_app import app\n"
           "if replay.BATCH not in app.tasks:\n"
           "    replay.register(app)\n"

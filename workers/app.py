@@ -27,10 +27,11 @@ from replies.templates import Templates
 from replies.transports import Transport, from_url
 from services import account_registration
 from services.registry import default_registry
-from workers import db, logs, replay, tasks
+from workers import db, logs, tasks
 from workers.pipeline import Pipeline
 from workers.queues import BULK, INBOUND, OUTBOUND, REPLAY, service_queue
 from workers.queues import services as _services
+from workers.replay import task as replay_task
 from workers.settings import Settings, load_settings
 
 
@@ -146,7 +147,7 @@ def create_app(settings: Settings, *, broker_timeout_s: float = 5.0) -> Celery:
     )
     app.govsms = Runtime(settings)  # type: ignore[attr-defined]
     tasks.register(app, service_queue=service_queue, outbound_queue=OUTBOUND)
-    replay.register(app)
+    replay_task.register(app)
     return app
 
 

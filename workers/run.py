@@ -17,9 +17,10 @@ from pathlib import Path
 import psycopg
 
 from replies.masking import redact_secrets
-from workers import db, embedded, extracts, replay
+from workers import db, embedded, extracts
 from workers import demo as demo_data
 from workers.queues import BULK, INBOUND, OUTBOUND, all_queues
+from workers.replay import task as replay
 from workers.settings import GENERATED_SECRETS, RUNTIME_FILE, Settings
 from workers.supervisor import Child, Supervisor
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from workers import replay as rp
 
 DEFAULT_SEND_RATE = 10.0
-BATCH_SIZE = 50  # workers.replay.BATCH_SIZE, not imported here: `govsms` starts fast
+BATCH_SIZE = 50  # workers.replay.driving.BATCH_SIZE, not imported here: `govsms` starts fast
 
 
 def _instant(value: str, name: str) -> dt.datetime:
@@ -103,14 +103,15 @@ def replay(files: tuple[str, ...], mode: str | None, rate: float | None, report:
 
     from workers import replay as rp
     from workers.app import create_app
+    from workers.replay import task
 
     if resume is None and not files:
         raise click.UsageError("give log files to replay, or --resume RUN_ID")
     settings = load_settings()
     url = database_url()
     celery = create_app(settings)
-    rp.ensure_queue(celery)
-    if not rp.consumers(celery):
+    task.ensure_queue(celery)
+    if not task.consumers(celery):
         raise click.ClickException(
             "no worker consumes the replay queue; start one, e.g. `celery -A workers.celery_app "
             "worker -Q replay -n replay@%h --pool threads --concurrency 2`")
@@ -180,6 +181,7 @@ def _drive(conn: object, celery: object, run_id: int, mode: str, rate: float | N
     from tqdm import tqdm
 
     from workers import replay as rp
+    from workers.replay import task
 
     state = rp.progress(conn, run_id)  # type: ignore[arg-type]
     with tqdm(total=state.total, initial=state.done, unit="msg", desc=f"run {run_id} {mode}",
@@ -193,7 +195,7 @@ def _drive(conn: object, celery: object, run_id: int, mode: str, rate: float | N
                 bar.set_postfix(failed=now.failed, refresh=False)
 
         return rp.drive(conn, run_id,  # type: ignore[arg-type]
-                        lambda ids: rp.send_batch(celery, run_id, ids),  # type: ignore[arg-type]
+                        lambda ids: task.send_batch(celery, run_id, ids),  # type: ignore[arg-type]
                         batch_size=batch_size, rate=rate, on_progress=show)
 
 
