@@ -12,7 +12,11 @@ import ast
 import re
 from pathlib import Path
 
+import psycopg
 import pytest
+
+from services.stores import mbg
+from tests.conftest import add_persona
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE = ROOT / "workers" / "messages"
@@ -73,3 +77,11 @@ def test_no_query_on_the_message_store_outside_its_package() -> None:
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_store_and_replay_modules_are_small(path: Path) -> None:
     assert len(path.read_text(encoding="utf-8").splitlines()) <= MAX_LINES
+
+
+def test_the_runner_asks_the_registry_store_whether_mbg_is_empty(conn: psycopg.Connection) -> None:
+    """`govsms run` seeds the demo dataset only into an empty MBG; the question is mbg's SQL."""
+    assert "mbg.subscribers" not in (ROOT / "workers" / "run.py").read_text(encoding="utf-8")
+    assert mbg.is_empty(conn)
+    add_persona(conn, phone="+77010000001", iin="900101300001")
+    assert not mbg.is_empty(conn)

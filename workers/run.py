@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 
 from replies.masking import redact_secrets
+from services.stores import mbg
 from workers import db, embedded, extracts
 from workers import demo as demo_data
 from workers.queues import BULK, INBOUND, OUTBOUND, all_queues
@@ -193,7 +194,7 @@ def processes(settings: Settings) -> dict[str, list[str]]:
 def _seed_demo_once(database_url: str) -> None:
     """Load the demo dataset on first start (when MBG is empty)."""
     with psycopg.connect(database_url) as conn:
-        if conn.execute("SELECT EXISTS (SELECT 1 FROM mbg.subscribers)").fetchone()[0]:
+        if not mbg.is_empty(conn):
             return
         text = json.dumps(demo_data.dataset(), default=str)
         counts = extracts.load(conn, extracts.validate(text))

@@ -17,6 +17,14 @@ def iin_by_phone(conn: psycopg.Connection, phone: str) -> str | None:
     return row[0] if row else None
 
 
+_ANY = "SELECT EXISTS (SELECT 1 FROM mbg.subscribers)"
+
+
+def is_empty(conn: psycopg.Connection) -> bool:
+    """No phone number is in MBG yet (a fresh database, before any extract)."""
+    return not conn.execute(_ANY).fetchone()[0]  # type: ignore[index]
+
+
 # Loading an extract: insert or update, keyed like the look-up.
 UPSERT = """
 INSERT INTO mbg.subscribers (phone, iin) VALUES (%(phone)s, %(iin)s)
