@@ -26,11 +26,12 @@ from pydantic import SecretStr
 from bench import cpu
 from bench.loadgen import REGISTERED_PHONES
 from services.phones import to_e164
-from workers import db, embedded, extracts
-from workers import demo as demo_data
-from workers.run import processes, start_server
+from workers import db, extracts
+from workers.local import demo as demo_data
+from workers.local import embedded
+from workers.local.gateway import processes, start_server
+from workers.local.supervisor import Child, Supervisor
 from workers.settings import Settings
-from workers.supervisor import Child, Supervisor
 
 
 @dataclass

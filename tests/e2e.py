@@ -17,9 +17,9 @@ import redis
 
 from replies.sealing import Sealer
 from tests.conftest import KEY
-from workers.embedded import free_port
+from workers.local.embedded import free_port
+from workers.local.gateway import processes
 from workers.queues import all_queues
-from workers.run import processes
 from workers.settings import ApiClient, Settings
 
 PORTAL_SECRET = "e2e-portal-secret-0123456789abcdef0123"

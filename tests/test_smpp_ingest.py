@@ -16,7 +16,7 @@ from replies.transports.smpp.config import SmppConfig
 from replies.transports.smpp.transport import SmppTransport
 from tests.e2e import wait_for
 from tests.peers.smsc import Smsc, running_smsc, smpp34
-from workers.smpp_ingest import SmppReceiver
+from workers.ingest.smpp import SmppReceiver
 
 RX_T_APPN = 0x64
 ROK = 0
@@ -342,7 +342,7 @@ def test_the_smpp_ingest_process_takes_mos_receipts_and_dead_letters_into_the_st
         smsc, settings, conn):
     import redis
 
-    from workers import smpp_ingest
+    from workers.ingest import smpp as smpp_ingest
 
     settings = settings.model_copy(update={
         "smpp_receiver": f"smpp://govsms-rx:pw@127.0.0.1:{smsc.port}?mode=transceiver"})
