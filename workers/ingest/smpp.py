@@ -32,7 +32,7 @@ from replies.transports.smpp.config import SmppConfig
 from replies.transports.smpp.link import Pdu, SmppLink
 from workers import db, messages
 from workers.app import create_app
-from workers.ingest.accept import InboundSms, Ingest
+from workers.ingest.accept import InboundSms, Ingest, not_served
 from workers.ingest.smpp_pdu import (
     Refused,
     check_concat,
@@ -284,13 +284,19 @@ def serve(url: str, on_message: OnMessage, on_receipt: OnReceipt,
 
 
 def store_callbacks(ingest: Ingest) -> tuple[OnMessage, OnReceipt, OnDeadLetter]:
-    """The receiver's callables on the message store: MOs recorded and enqueued by `ingest`,
-    receipts and dead letters written through its pool."""
+    """The receiver's callables on the message store: MOs recorded and enqueued by `ingest`
+    (those to a short code it does not serve refused, as over HTTP), receipts and dead
+    letters written through its pool."""
 
     def on_message(sender: str, shortcode: str, text: str, external_id: str) -> None:
+        sms = InboundSms.model_validate({"from": sender, "to": shortcode, "text": text,
+                                         "id": external_id, "smsc": "smpp"})
+        # What the HTTP door refuses this one does too; a ValueError makes it a dead letter.
+        problem = not_served(ingest.settings, sms)
+        if problem is not None:
+            raise ValueError(problem)
         # Unavailable propagates: the SMSC gets an error and delivers the message again.
-        ingest.accept(InboundSms.model_validate({"from": sender, "to": shortcode, "text": text,
-                                                 "id": external_id, "smsc": "smpp"}))
+        ingest.accept(sms)
 
     def on_receipt(message_id: str, state: str) -> None:
         with ingest.pool.connection() as conn:
