@@ -11,7 +11,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -19,9 +18,9 @@ import psycopg
 from replies.masking import redact_secrets
 from workers import db, extracts
 from workers.local import demo as demo_data
-from workers.local import embedded
-from workers.local.gateway import processes, start_server
-from workers.local.supervisor import Child, Supervisor
+from workers.local import embedded, gateway
+from workers.local.gateway import start_server
+from workers.local.supervisor import Supervisor
 from workers.settings import GENERATED_SECRETS, RUNTIME_FILE, Settings
 
 log = logging.getLogger(__name__)
@@ -128,11 +127,12 @@ def _run(settings: Settings, demo: bool) -> int:
         log.info("migrations applied: %s", ", ".join(applied) or "none pending")
         if demo:
             _seed_demo_once(database_url)
-        env = {**os.environ, "GOVSMS_REDIS_URL": redis_url, "GOVSMS_DATABASE_URL": database_url,
-               "GOVSMS_DATA_DIR": str(data_dir), "GOVSMS_TRANSPORT": settings.transport_url}
-        children = [sup.start(Child(name, argv, logs / f"{name}.log", env))
-                    for name, argv in processes(settings).items()]
-        _wait_listening(settings, children[0].alive)
+        started = settings.model_copy(update={"redis_url": redis_url,
+                                              "database_url": database_url, "data_dir": data_dir})
+        try:
+            gateway.start(started, logs, gateway.supervised(sup, logs, gateway.child_env(started)))
+        except gateway.NotReady as error:  # so the banner never promises too early
+            raise RunError(str(error)) from None
         _print_banner(settings, redis_url, database_url, logs)
         if pg is not None and pg.location is not None:
             print(f"PostgreSQL's cluster is in {pg.location} ({data_dir}/pg links there): "
@@ -155,20 +155,6 @@ def _seed_demo_once(database_url: str) -> None:
         text = json.dumps(demo_data.dataset(), default=str)
         counts = extracts.load(conn, extracts.validate(text))
     log.info("demo dataset loaded: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-
-
-def _wait_listening(settings: Settings, alive: Callable[[], bool], timeout_s: float = 30) -> None:
-    """Wait until the ingest accepts connections, so the banner never promises too early."""
-    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and alive():
-        try:
-            socket.create_connection((host, settings.http_port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise embedded.EmbeddedError(f"ingest is not listening on {host}:{settings.http_port}; "
-                                 "see its log")
 
 
 def _mask_url(url: str) -> str:
