@@ -9,7 +9,9 @@ again later. A PDU that can never be taken (a truncated UDH, no usable sender, a
 text over the length limit, or one `on_message` finds invalid with a ValueError)
 goes to `on_dead_letter(reason)` and is answered ESME_ROK: see `handle`. The
 receiver touches no database; `run` (the `govsms smpp-ingest` process) wires the
-callables to the message store with `store_callbacks`.
+callables to the message store with `store_callbacks`, which refuses what the HTTP door
+refuses (an MO to a short code not configured: a dead letter here). What a single PDU
+says (addresses, UDH, receipt) is read in smpp_pdu.py.
 """
 
 from __future__ import annotations
@@ -40,11 +42,11 @@ from workers.ingest.smpp_pdu import (
     describe_invalid,
     parse_receipt,
     payload_of,
+    pdu_field,
     printable,
     sender_of,
     shortcode_of,
     shown,
-    tlv,
 )
 from workers.messages import MAX_TEXT
 from workers.settings import Settings
@@ -158,10 +160,10 @@ class SmppReceiver:
         concat = None
         if (pdu.esm_class or 0) & UDHI:
             concat, payload = concat_of_udh(payload)
-        elif tlv(pdu, "sar_total_segments"):
-            concat = encoding.Concat(tlv(pdu, "sar_msg_ref_num") or 0,
-                                     tlv(pdu, "sar_total_segments"),
-                                     tlv(pdu, "sar_segment_seqnum") or 1)
+        elif pdu_field(pdu, "sar_total_segments"):
+            concat = encoding.Concat(pdu_field(pdu, "sar_msg_ref_num") or 0,
+                                     pdu_field(pdu, "sar_total_segments"),
+                                     pdu_field(pdu, "sar_segment_seqnum") or 1)
         if concat is not None:
             check_concat(concat)
         if concat is None or concat.total <= 1:

@@ -34,13 +34,13 @@ class Receipt:
 
 def parse_receipt(pdu: Pdu) -> Receipt | None:
     """The receipt in a deliver_sm: TLVs receipted_message_id/message_state, else the text."""
-    text = tlv(pdu, "short_message") or tlv(pdu, "message_payload") or b""
+    text = pdu_field(pdu, "short_message") or pdu_field(pdu, "message_payload") or b""
     if isinstance(text, str):
         text = text.encode("latin-1", errors="replace")
-    message_id = text_of(tlv(pdu, "receipted_message_id"))
+    message_id = text_of(pdu_field(pdu, "receipted_message_id"))
     if not message_id and (found := _RECEIPT_ID.search(text)):
         message_id = found[1].decode("ascii", errors="replace")
-    state = STATES.get(tlv(pdu, "message_state") or 0)
+    state = STATES.get(pdu_field(pdu, "message_state") or 0)
     if state is None and (found := _RECEIPT_STAT.search(text)):
         state = STATS.get(found[1].decode("ascii", errors="replace").upper(), "unknown")
     if not message_id:
@@ -52,7 +52,7 @@ class Refused(Exception):
     """A deliver_sm that no redelivery can make acceptable; the reason names no personal data."""
 
 
-def tlv(pdu: Pdu, name: str) -> Any:
+def pdu_field(pdu: Pdu, name: str) -> Any:
     """An optional field of `pdu`, or None."""
     # smpplib sets an optional parameter (TLV) as an attribute only when the PDU has it.
     return getattr(pdu, name, None)
@@ -110,7 +110,7 @@ def check_concat(concat: encoding.Concat) -> None:
 
 def payload_of(pdu: Pdu) -> bytes:
     """The user data, short_message or message_payload, as octets."""
-    payload = tlv(pdu, "short_message") or tlv(pdu, "message_payload") or b""
+    payload = pdu_field(pdu, "short_message") or pdu_field(pdu, "message_payload") or b""
     return payload.encode("latin-1") if isinstance(payload, str) else payload
 
 
