@@ -17,8 +17,9 @@ from bench.gateway import System
 from bench.loadgen import Traffic
 from replies.transports import FileTransport
 from services.phones import to_e164
-from workers import embedded, messages, pipeline
+from workers import messages, pipeline
 from workers.app import Runtime
+from workers.local import embedded
 from workers.messages import reports
 
 

@@ -278,8 +278,8 @@ def capture(out: Path, seconds: float = 180.0, log: Callable[[str], Any] = print
     # Imported here: drawing from a given Prometheus needs none of the gateway's runtime.
     from bench.gateway import gateway, wait
     from bench.phases import Bench
-    from workers.embedded import free_port
-    from workers.supervisor import Child
+    from workers.local.embedded import free_port
+    from workers.local.supervisor import Child
 
     binary = find_prometheus()
     with gateway(persons=5_000, log=log) as system:

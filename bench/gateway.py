@@ -1,7 +1,8 @@
 """The system under test: servers, migrations, demo data and the gateway's own processes.
 
-`gateway()` starts what `workers.run.processes()` lists (but beat, flower and the SMPP
-receiver) with `workers.run.start_server` for private servers, under one `Supervisor`.
+`gateway()` starts what `workers.local.gateway.processes()` lists (but beat, flower and the
+SMPP receiver) with `workers.local.gateway.start`, and private servers with its
+`start_server`, under one `Supervisor`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import redis
 from pydantic import SecretStr
@@ -26,11 +26,13 @@ from pydantic import SecretStr
 from bench import cpu
 from bench.loadgen import REGISTERED_PHONES
 from services.phones import to_e164
-from workers import db, embedded, extracts
-from workers import demo as demo_data
-from workers.run import processes, start_server
+from workers import db, extracts
+from workers.local import demo as demo_data
+from workers.local import embedded
+from workers.local import gateway as local_gateway
+from workers.local.gateway import start_server
+from workers.local.supervisor import Supervisor
 from workers.settings import Settings
-from workers.supervisor import Child, Supervisor
 
 
 @dataclass
@@ -129,22 +131,12 @@ def gateway(*, redis_url: str | None = None, database_url: str | None = None,
             "bridge_secret": SecretStr(secrets.token_urlsafe(32)),
             "secret_key": SecretStr(secrets.token_urlsafe(32)),
             "transport": f"file://{folder / 'outbox.jsonl'}", "smpp_receiver": None})
-        env = {**os.environ, "GOVSMS_REDIS_URL": redis_url, "GOVSMS_DATABASE_URL": database_url,
-               "GOVSMS_DATA_DIR": str(folder), "GOVSMS_HTTP_HOST": settings.http_host,
-               "GOVSMS_HTTP_PORT": str(settings.http_port),
-               "GOVSMS_BRIDGE_SECRET": settings.secret(), "GOVSMS_SECRET_KEY": settings.key(),
-               "GOVSMS_TRANSPORT": settings.transport_url}
-        env.pop("GOVSMS_SMPP_RECEIVER", None)
         started = time.monotonic()
-        for name, argv in processes(settings).items():
-            if name in ("beat", "flower", "smpp-ingest"):
-                continue
-            child = supervisor.start(Child(name, argv, logs / f"{name}.log", env))
-            roots[name] = child.process.pid
-        for child in supervisor.children:
-            if child.name.startswith("worker-"):
-                wait(lambda c=child: _ready(c, logs), 90, f"{child.name} (see {logs})")
-        wait(lambda: _ingest_up(settings), 30, f"the ingest (see {logs})")
+        env = local_gateway.child_env(settings, carry_secrets=True)
+        local_gateway.start(settings, logs, local_gateway.supervised(supervisor, logs, env),
+                            skip=("beat", "flower", "smpp-ingest"))
+        roots.update((child.name, child.process.pid) for child in supervisor.children
+                     if not child.stop_last)
         log(f"  {len([n for n in roots if n.startswith(('ingest', 'worker'))])} gateway "
             f"processes ready in {time.monotonic() - started:.0f} s")
         yield System(settings, folder, supervisor, redis_url, database_url, roots,
@@ -154,15 +146,3 @@ def gateway(*, redis_url: str | None = None, database_url: str | None = None,
         if not os.environ.get("GOVSMS_BENCH_KEEP"):
             shutil.rmtree(folder, ignore_errors=True)
 
-
-def _ready(child: Child, logs: Path) -> bool:
-    if not child.alive():
-        raise RuntimeError(f"bench: {child.name} exited; see {logs / (child.name + '.log')}")
-    return "ready." in (logs / f"{child.name}.log").read_text(errors="replace")
-
-
-def _ingest_up(settings: Settings) -> bool:
-    try:
-        return httpx.get(f"{settings.ingest_url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False

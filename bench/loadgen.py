@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from services.registry import default_registry
-from workers import demo
+from workers.local import demo
 
 TOKEN_HEADER = "X-Bridge-Token"
 PATH = "/v1/messages/inbound"

@@ -21,7 +21,8 @@ import psycopg
 import pytest
 import redis
 
-from workers import db, embedded
+from workers import db
+from workers.local import embedded
 from workers.settings import Settings
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"

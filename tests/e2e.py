@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -17,9 +16,9 @@ import redis
 
 from replies.sealing import Sealer
 from tests.conftest import KEY
-from workers.embedded import free_port
+from workers.local.embedded import free_port
+from workers.local.gateway import child_env, start
 from workers.queues import all_queues
-from workers.run import processes
 from workers.settings import ApiClient, Settings
 
 PORTAL_SECRET = "e2e-portal-secret-0123456789abcdef0123"
@@ -47,17 +46,7 @@ class Gateway:
 
     @property
     def env(self) -> dict[str, str]:
-        s = self.settings
-        return {**os.environ, "GOVSMS_REDIS_URL": s.redis_url or "",
-                "GOVSMS_DATABASE_URL": s.database_url or "", "GOVSMS_DATA_DIR": str(s.data_dir),
-                "GOVSMS_TRANSPORT": s.transport_url, "GOVSMS_HTTP_PORT": str(s.http_port),
-                "GOVSMS_BRIDGE_SECRET": s.secret(), "GOVSMS_SECRET_KEY": s.key(),
-                "GOVSMS_API_CLIENTS": json.dumps({
-                    name: {**c.model_dump(exclude={"secret"}),
-                           "secret": c.secret.get_secret_value()}
-                    for name, c in s.api_clients.items()}),
-                **({"GOVSMS_SMPP_RECEIVER": s.smpp_receiver} if s.smpp_receiver else {}),
-                **self.env_extra}
+        return child_env(self.settings, carry_secrets=True, extra=self.env_extra)
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
@@ -68,20 +57,14 @@ class Gateway:
     def start(self, only: Collection[str] | None = None) -> Gateway:
         """Start the processes `govsms run` starts (or those named `only`), but beat and
         flower; wait until ready."""
-        for name, argv in processes(self.settings).items():
-            if name not in ("beat", "flower") and (only is None or name in only):
-                self.spawn(name, argv)
-        for name in self.processes:
-            if name.startswith("worker-"):
-                wait_for(lambda n=name: "ready." in self.log(n), 60, name)
-        wait_for(self._ingest_up, 30, "ingest")
-        return self
 
-    def _ingest_up(self) -> bool:
-        try:
-            return httpx.get(f"{self.settings.ingest_url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        def spawn(name: str, argv: list[str]) -> Callable[[], bool]:
+            process = self.spawn(name, argv)
+            return lambda: process.poll() is None
+
+        start(self.settings, self.logs, spawn, only=only, skip=("beat", "flower"),
+              worker_ready_s=60)
+        return self
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")

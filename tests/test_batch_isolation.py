@@ -18,8 +18,8 @@ from tests.conftest import SECRET, claimed_redis_db
 from tests.e2e import Gateway, gateway_settings, wait_for
 from workers import messages
 from workers.app import create_app
+from workers.local.gateway import processes
 from workers.queues import INBOUND
-from workers.run import processes
 from workers.tasks import DISPATCH
 
 pytestmark = pytest.mark.e2e

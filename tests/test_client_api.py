@@ -20,7 +20,7 @@ from services.stores import accounts
 from tests.conftest import KEY, SECRET
 from workers import db, messages, pipeline
 from workers.cli import main
-from workers.ingest import create_app
+from workers.ingest.http import create_app
 from workers.settings import ApiClient, Settings
 
 PORTAL, PARTNER = "portal-secret-0123456789abcdef0123", "partner-secret-0123456789abcdef012"

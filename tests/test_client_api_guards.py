@@ -30,7 +30,7 @@ from tests.test_client_api import (
     auth,
     sent_code,
 )
-from workers.ingest import create_app
+from workers.ingest.http import create_app
 from workers.settings import ApiClient, Settings
 
 OTHER_IIN = "750308403040"

@@ -15,7 +15,7 @@ from replies.transports.fake import MemoryTransport
 from tests.conftest import SECRET
 from tests.test_pipeline import make_pipeline, receive
 from workers import messages, pipeline
-from workers.ingest import create_app
+from workers.ingest.http import create_app
 from workers.tasks import MAX_COUNTDOWN_S, send_countdown
 
 LONG_LATIN = "Uvazhaemyi grazhdanin, " * 10          # 230 GSM-7 characters: 2 parts

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.run import processes
+from workers.local.gateway import processes
 from workers.settings import Settings
 
 yaml = pytest.importorskip("yaml", reason="the deploy file tests parse YAML (PyYAML)")

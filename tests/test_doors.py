@@ -24,9 +24,9 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from tests.conftest import KEY, SECRET
-from workers import door
-from workers.embedded import free_port
-from workers.ingest import create_app
+from workers.ingest import door
+from workers.ingest.http import create_app
+from workers.local.embedded import free_port
 from workers.settings import ApiClient, Settings
 
 TOKEN = {"X-Bridge-Token": SECRET}

@@ -14,9 +14,9 @@ import redis
 from tests.conftest import SECRET, add_persona, claimed_redis_db
 from tests.e2e import Gateway, gateway_settings, running_gateway, wait_for
 from tests.test_services import expected_text, load_personas
-from workers import demo
 from workers.app import create_app
-from workers.demo import every_row_in_every_keyword
+from workers.local import demo
+from workers.local.demo import every_row_in_every_keyword
 from workers.status import RETRIES_KEY
 from workers.tasks import RECONCILE
 

@@ -21,7 +21,7 @@ from tests.conftest import SECRET, claimed_redis_db
 from tests.e2e import PORTAL_SECRET, Gateway, gateway_settings, wait_for
 from tests.peers import kannel as kannel_peer
 from tests.peers.smsc import running_smsc
-from workers import run
+from workers.local import run
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,8 @@ import psycopg
 import pytest
 import redis
 
-from workers import db, embedded
+from workers import db
+from workers.local import embedded
 
 
 @pytest.fixture

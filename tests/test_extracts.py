@@ -7,8 +7,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from workers import demo, extracts
+from workers import extracts
 from workers.cli import main
+from workers.local import demo
 
 GOOD = """{
   "mbg": [{"phone": "8 701 123 45 67", "iin": "880102300452"}],

@@ -72,8 +72,8 @@ def _probe() -> dict:
 
 def test_importing_any_module_but_the_entry_builds_no_app_and_reads_no_settings():
     found = _probe()
-    assert {"workers.app", "workers.queues", "workers.cli", "workers.api", "workers.ingest",
-            "workers.run", "parsers.keywords", "services.registry",
+    assert {"workers.app", "workers.queues", "workers.cli", "workers.ingest.client_api",
+            "workers.ingest.http", "workers.local.run", "parsers.keywords", "services.registry",
             "replies.transports.smpp"} <= set(found["imported"])
     assert ENTRY not in found["imported"]
     assert found["apps"] == [] and found["live_apps"] == 0

@@ -14,8 +14,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from tests.conftest import SECRET
-from workers import embedded
-from workers.ingest import create_app
+from workers.ingest.http import create_app
+from workers.local import embedded
 from workers.settings import Settings
 
 TOKEN = {"X-Bridge-Token": SECRET}
@@ -238,7 +238,7 @@ def test_past_its_backlog_the_ingest_refuses_until_the_replies_are_out(settings,
     import time
 
     from workers import messages, pipeline
-    from workers.ingest import BACKLOG_CHECK_S
+    from workers.ingest.accept import BACKLOG_CHECK_S
 
     def post(external_id: str) -> int:
         time.sleep(BACKLOG_CHECK_S)  # what the ingest counts is at most a second old

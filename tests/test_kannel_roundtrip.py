@@ -19,7 +19,7 @@ from replies.transports.kannel import KannelTransport
 from tests.conftest import SECRET
 from tests.e2e import Gateway, gateway_settings, wait_for
 from tests.peers.kannel import Kannel, Received, missing
-from workers.embedded import free_port
+from workers.local.embedded import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
 

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from replies.masking import mask_digits, mask_numbers, mask_plate
-from workers import logs, run
+from workers import logs
+from workers.local import run
 from workers.logs import QUIET, JsonFormatter, TextFormatter, correlation
 from workers.settings import Settings
 

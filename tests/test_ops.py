@@ -21,11 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench import dashboard
 from tests.conftest import SECRET, claimed_redis_db
 from tests.e2e import Gateway, gateway_settings, running_gateway, wait_for
-from workers import embedded, messages
+from workers import messages
 from workers.cli import main
-from workers.embedded import free_port
-from workers.ingest import create_app
-from workers.run import processes
+from workers.ingest.http import create_app
+from workers.local import embedded
+from workers.local.embedded import free_port
+from workers.local.gateway import processes
 
 pytestmark = pytest.mark.e2e
 NOT_FOUND = "Servis ne naiden. Isprav'te vash tekst."

@@ -27,11 +27,12 @@ from tests.conftest import KEY, SECRET, claimed_redis_db
 from tests.e2e import Gateway, gateway_settings, wait_for
 from tests.test_pipeline import make_pipeline
 from tests.test_services import expected_text, load_personas
-from workers import demo, messages, pipeline
+from workers import messages, pipeline
 from workers import replay as rp
 from workers.cli.replay import export, replay
-from workers.demo import every_row_in_every_keyword
-from workers.run import processes
+from workers.local import demo
+from workers.local.demo import every_row_in_every_keyword
+from workers.local.gateway import processes
 
 SAMPLES = Path(__file__).parent / "replay_samples"
 NOT_FOUND = "Servis ne naiden. Isprav'te vash tekst."

@@ -72,17 +72,17 @@ def test_udhi_is_defined_once_where_the_udh_is_built() -> None:
                and any(isinstance(t, ast.Name) and t.id == "UDHI" for t in node.targets)]
     assert defined == ["replies/encoding.py"]
     from replies import encoding
-    from workers import smpp_ingest
+    from workers.ingest import smpp as smpp_ingest
 
     assert smpp_ingest.UDHI is encoding.UDHI
 
 
 def test_smpp_ingest_takes_the_shared_link_not_the_sending_transport() -> None:
-    imported = {module for module, _ in _imported(ROOT / "workers" / "smpp_ingest.py")}
+    imported = {module for module, _ in _imported(ROOT / "workers" / "ingest" / "smpp.py")}
     assert "replies.transports.smpp.link" in imported
     assert "replies.transports.smpp.transport" not in imported
     # Importing the inbound door loads none of the outbound transport's code.
-    probe = ("import sys, workers.smpp_ingest; "
+    probe = ("import sys, workers.ingest.smpp; "
              "print(sorted(m for m in sys.modules if m.startswith('replies.transports.smpp')))")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, check=True,

@@ -16,9 +16,9 @@ import pytest
 
 from replies.sealing import Sealer
 from tests.e2e import wait_for
-from workers import embedded
 from workers.cli.messages import SEALED_NOTE
-from workers.embedded import free_port
+from workers.local import embedded
+from workers.local.embedded import free_port
 from workers.settings import GENERATED_SECRETS
 
 pytestmark = pytest.mark.e2e

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from workers import run as run_module
-from workers.embedded import free_port
+from workers.local import run as run_module
+from workers.local.embedded import free_port
 from workers.settings import Settings
 
 GOVSMS = [sys.executable, "-m", "workers.cli"]

@@ -13,11 +13,12 @@ import json
 import psycopg
 import pytest
 
-from tests.test_pipeline import make_pipeline
 from parsers import Command
 from services import tech_inspection
 from services.handler import Request
-from workers import demo, extracts, messages, pipeline
+from tests.test_pipeline import make_pipeline
+from workers import extracts, messages, pipeline
+from workers.local import demo
 
 # The service's own clock: the day in Kazakhstan, where the date changes at 19:00 UTC.
 TODAY = dt.datetime.now(tech_inspection.KAZAKHSTAN).date()

@@ -16,7 +16,7 @@ from replies.transports.smpp.config import SmppConfig
 from replies.transports.smpp.transport import SmppTransport
 from tests.e2e import wait_for
 from tests.peers.smsc import Smsc, running_smsc, smpp34
-from workers.smpp_ingest import SmppReceiver
+from workers.ingest.smpp import SmppReceiver
 
 RX_T_APPN = 0x64
 ROK = 0
@@ -342,7 +342,7 @@ def test_the_smpp_ingest_process_takes_mos_receipts_and_dead_letters_into_the_st
         smsc, settings, conn):
     import redis
 
-    from workers import smpp_ingest
+    from workers.ingest import smpp as smpp_ingest
 
     settings = settings.model_copy(update={
         "smpp_receiver": f"smpp://govsms-rx:pw@127.0.0.1:{smsc.port}?mode=transceiver"})
@@ -368,3 +368,33 @@ def test_the_smpp_ingest_process_takes_mos_receipts_and_dead_letters_into_the_st
         ("0A1B2C3D", "delivered")]
     assert conn.execute("SELECT task, inbound_id FROM dead_letters").fetchall() == [
         ("smpp-ingest", None)]
+
+
+def test_an_mo_to_a_short_code_not_configured_is_a_dead_letter_as_over_http(settings, conn):
+    import redis
+
+    from workers import db
+    from workers.app import create_app
+    from workers.ingest.accept import Ingest
+    from workers.ingest.smpp import store_callbacks
+
+    broker = redis.Redis.from_url(settings.redis_url)
+    queued = broker.llen("inbound")
+    pool = db.create_pool(settings.database_url, name="test-smpp-ingest",
+                          statement_timeout_ms=settings.statement_timeout_ms)
+    try:
+        on_message, on_receipt, on_dead_letter = store_callbacks(
+            Ingest(settings, pool, create_app(settings)))
+        rx = SmppReceiver(on_message, on_receipt, on_dead_letter=on_dead_letter)
+        pdu = _pdu(encoding.encode_gsm7("Techosmotr 123ABC01"))
+        pdu.destination_addr = b"7777"
+        assert "7777" not in settings.shortcodes
+        assert rx.handle(pdu) == ROK      # kept as a dead letter, so no redelivery
+        assert rx.handle(_pdu(encoding.encode_gsm7("Techosmotr 123ABC01"))) == ROK
+    finally:
+        pool.close()
+    assert conn.execute("SELECT shortcode FROM inbound").fetchall() == [("1414",)]
+    assert broker.llen("inbound") == queued + 1       # the 1414 one's dispatch task only
+    [(task, reason)] = conn.execute("SELECT task, reason FROM dead_letters").fetchall()
+    assert task == "smpp-ingest"
+    assert "to: not a configured short code (1414, 8188)" in reason and "7777" in reason

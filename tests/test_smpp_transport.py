@@ -18,7 +18,7 @@ from replies.transports.smpp.unanswered import Unanswered
 from replies.transports.throttle import LocalBucket, RedisBucket
 from tests.e2e import wait_for
 from tests.peers.smsc import NEVER, Smsc, running_smsc, smpp34
-from workers.embedded import free_port
+from workers.local.embedded import free_port
 
 
 @pytest.fixture

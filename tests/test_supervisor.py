@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 
-from workers.supervisor import Child, Supervisor
+from workers.local.supervisor import Child, Supervisor
 
 
 def _on_sigterm(body: str) -> list[str]:

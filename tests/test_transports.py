@@ -18,7 +18,7 @@ from replies.transports.kannel import KannelTransport
 from tests.conftest import KEY
 from tests.test_pipeline import make_pipeline
 from workers import messages, pipeline
-from workers.embedded import free_port
+from workers.local.embedded import free_port
 
 SMS = Sms(outbound_id=7, inbound_id=3, sender="1414", recipient="+77011234567",
           text="Servis ne naiden. Isprav'te vash tekst.")

@@ -18,8 +18,8 @@ import pytest
 
 from tests.conftest import SECRET, claimed_redis_db
 from tests.e2e import Gateway, gateway_settings, wait_for
-from workers.embedded import free_port
-from workers.run import processes
+from workers.local.embedded import free_port
+from workers.local.gateway import processes
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ from parser_cases import default_index
 from bench import loadgen
 from bench import measure as bench
 from tests.conftest import claimed_redis_db
-from workers.demo import every_row_in_every_keyword
+from workers.local.demo import every_row_in_every_keyword
 
 KEYS = ("parser_msgs_per_s", "broker_ops_per_s", "e2e_msgs_per_s", "p50_latency_s_at_half_load",
         "p95_latency_s_at_half_load", "p99_latency_s_at_half_load", "burst_sla_ok_ratio",

@@ -13,9 +13,9 @@ import pytest
 
 from tests.conftest import SECRET
 from tests.e2e import Gateway, gateway_settings
-from workers import embedded
-from workers.run import processes
-from workers.supervisor import Child, Supervisor
+from workers.local import embedded
+from workers.local.gateway import processes
+from workers.local.supervisor import Child, Supervisor
 
 
 @dataclass

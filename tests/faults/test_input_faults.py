@@ -13,7 +13,7 @@ from replies.transports.fake import MemoryTransport
 from tests.conftest import SECRET
 from tests.test_pipeline import make_pipeline
 from workers import pipeline
-from workers.ingest import create_app
+from workers.ingest.http import create_app
 
 pytestmark = pytest.mark.fault
 TOKEN = {"X-Bridge-Token": SECRET}

@@ -28,7 +28,7 @@ from tests.e2e import PORTAL_SECRET, Gateway, wait_for
 from tests.peers.smsc import NEVER, Smsc, running_smsc
 from tests.test_pipeline import make_pipeline
 from workers import messages, pipeline
-from workers.smpp_ingest import SmppReceiver
+from workers.ingest.smpp import SmppReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 

@@ -23,8 +23,9 @@ from tests.faults.load import (
     retry_refused,
     signal_worker,
 )
-from workers import demo, extracts
-from workers.run import processes
+from workers import extracts
+from workers.local import demo
+from workers.local.gateway import processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 

@@ -21,9 +21,10 @@ from tests.e2e import Gateway, wait_for
 from tests.faults.conftest import Server
 from tests.faults.load import Posted, all_answered, ids, outcome, post, retry_refused, signal_worker
 from tests.test_services import load_personas
-from workers import db, embedded
-from workers.embedded import free_port
-from workers.run import processes
+from workers import db
+from workers.local import embedded
+from workers.local.embedded import free_port
+from workers.local.gateway import processes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.fault]
 

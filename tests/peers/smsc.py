@@ -29,7 +29,7 @@ from typing import Any, Literal
 import pytest
 
 from replies import encoding
-from workers.embedded import free_port
+from workers.local.embedded import free_port
 
 smpp34 = pytest.importorskip(
     "smpp34", reason="SMPP SERVER MISSING: the SMPP tests need the smpp34 package; "

@@ -36,7 +36,7 @@ def db_load(path: str) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the extract here")
 def db_seed_demo(persons: int, out: str | None) -> None:
     """Load the synthetic demo dataset and its personas (README, "Demo")."""
-    from workers import demo
+    from workers.local import demo
 
     text = json.dumps(demo.dataset(persons), default=str, ensure_ascii=False, indent=0)
     if out:

@@ -15,9 +15,9 @@ from workers.settings import Settings, load_settings
 @click.option("--demo", is_flag=True, help="Load the demo dataset when the registries are empty")
 def run(demo: bool) -> None:
     """Run everything: embedded Redis/PostgreSQL if none configured, ingest, workers, beat."""
-    from workers.embedded import EmbeddedError
-    from workers.run import RunError
-    from workers.run import run as run_all
+    from workers.local.embedded import EmbeddedError
+    from workers.local.run import RunError
+    from workers.local.run import run as run_all
 
     settings = Settings()
     logs.configure(settings.log_level, "text")  # a terminal; the processes it starts log JSON
@@ -33,8 +33,8 @@ def ingest() -> None:
     """Serve the ingest HTTP endpoints (what `govsms run` starts)."""
     import uvicorn
 
-    from workers.door import server_config
-    from workers.ingest import create_app
+    from workers.ingest.door import server_config
+    from workers.ingest.http import create_app
 
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)
@@ -46,7 +46,7 @@ def smpp_ingest() -> None:
     """Take MOs and delivery receipts from the SMSC over SMPP (GOVSMS_SMPP_RECEIVER)."""
     import psycopg
 
-    from workers.smpp_ingest import run as receive
+    from workers.ingest.smpp import run as receive
 
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format)

@@ -35,7 +35,7 @@ from services import otp
 from services.phones import to_e164
 from services.stores import accounts, clients
 from workers import messages
-from workers.limits import RateLimiter
+from workers.ingest.limits import RateLimiter
 from workers.pipeline import to_parts
 from workers.queues import BULK, OUTBOUND
 from workers.settings import Settings

@@ -9,21 +9,21 @@ again later. A PDU that can never be taken (a truncated UDH, no usable sender, a
 text over the length limit, or one `on_message` finds invalid with a ValueError)
 goes to `on_dead_letter(reason)` and is answered ESME_ROK: see `handle`. The
 receiver touches no database; `run` (the `govsms smpp-ingest` process) wires the
-callables to the message store with `store_callbacks`.
+callables to the message store with `store_callbacks`, which refuses what the HTTP door
+refuses (an MO to a short code not configured: a dead letter here). What a single PDU
+says (addresses, UDH, receipt) is read in smpp_pdu.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import smpplib.consts as c
 
@@ -34,7 +34,20 @@ from replies.transports.smpp.config import SmppConfig
 from replies.transports.smpp.link import Pdu, SmppLink
 from workers import db, messages
 from workers.app import create_app
-from workers.ingest import InboundSms, Ingest
+from workers.ingest.accept import InboundSms, Ingest, not_served
+from workers.ingest.smpp_pdu import (
+    Refused,
+    check_concat,
+    concat_of_udh,
+    describe_invalid,
+    parse_receipt,
+    payload_of,
+    pdu_field,
+    printable,
+    sender_of,
+    shortcode_of,
+    shown,
+)
 from workers.messages import MAX_TEXT
 from workers.settings import Settings
 
@@ -45,94 +58,6 @@ OnReceipt = Callable[[str, str], None]
 OnDeadLetter = Callable[[str], None]
 
 RECEIPT_TYPES = 0x04 | 0x08 | 0x10 | 0x20   # SMSC receipt, SME acks, intermediate notification
-# message_state TLV (SMPP 3.4 5.3.2.35) and the receipt text's stat: field (Appendix B).
-STATES = {1: "enroute", 2: "delivered", 3: "expired", 4: "deleted", 5: "undeliverable",
-          6: "accepted", 7: "unknown", 8: "rejected", 9: "skipped"}
-STATS = {"ENROUTE": "enroute", "DELIVRD": "delivered", "EXPIRED": "expired",
-         "DELETED": "deleted", "UNDELIV": "undeliverable", "ACCEPTD": "accepted",
-         "UNKNOWN": "unknown", "REJECTD": "rejected", "SKIPPED": "skipped"}
-_RECEIPT_ID = re.compile(rb"\bid:(\S+)", re.IGNORECASE)
-_RECEIPT_STAT = re.compile(rb"\bstat:(\S+)", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """A delivery receipt: the SMSC's id of the message we submitted, and what became of it."""
-
-    message_id: str
-    state: str
-
-
-def parse_receipt(pdu: Pdu) -> Receipt | None:
-    """The receipt in a deliver_sm: TLVs receipted_message_id/message_state, else the text."""
-    text = _field(pdu, "short_message") or _field(pdu, "message_payload") or b""
-    if isinstance(text, str):
-        text = text.encode("latin-1", errors="replace")
-    message_id = _str(_field(pdu, "receipted_message_id"))
-    if not message_id and (found := _RECEIPT_ID.search(text)):
-        message_id = found[1].decode("ascii", errors="replace")
-    state = STATES.get(_field(pdu, "message_state") or 0)
-    if state is None and (found := _RECEIPT_STAT.search(text)):
-        state = STATS.get(found[1].decode("ascii", errors="replace").upper(), "unknown")
-    if not message_id:
-        return None
-    return Receipt(message_id, state or "unknown")
-
-
-class Refused(Exception):
-    """A deliver_sm that no redelivery can make acceptable; the reason names no personal data."""
-
-
-def _field(pdu: Pdu, name: str) -> Any:
-    # smpplib sets an optional parameter (TLV) as an attribute only when the PDU has it.
-    return getattr(pdu, name, None)
-
-
-def _str(value: bytes | str | None) -> str:
-    if isinstance(value, bytes):
-        return value.rstrip(b"\x00").decode("ascii", errors="replace")
-    return value or ""
-
-
-def _sender(address: bytes | str | None, ton: int | None) -> str:
-    """The sender as the ingest takes it: an international number with its +."""
-    text = _str(address)
-    return f"+{text}" if ton == 1 and text.isdigit() else text
-
-
-def _shortcode(address: bytes | str | None) -> str:
-    """Our short code as the settings name it, whatever TON the SMSC gives it."""
-    return _str(address).removeprefix("+")
-
-
-def _printable(value: str) -> bool:
-    return bool(value) and value.isprintable()
-
-
-def _shown(address: str) -> str:
-    """An address as a log line or a dead letter may show it: masked, controls replaced."""
-    return mask_digits("".join(ch if ch.isprintable() else "?" for ch in address)) or "(empty)"
-
-
-def _concat_of_udh(payload: bytes) -> tuple[encoding.Concat | None, bytes]:
-    """The UDH's concatenation info and the user data; Refused if the header does not fit."""
-    if not payload:
-        raise Refused("UDH indicator set on an empty message")
-    header_length = payload[0]
-    if 1 + header_length > len(payload):
-        raise Refused(f"UDH of {header_length} octets in a message of {len(payload)}")
-    position = 1
-    while position < 1 + header_length:
-        if position + 2 > 1 + header_length or position + 2 + payload[position + 1] > \
-                1 + header_length:
-            raise Refused("an information element overruns the UDH")
-        position += 2 + payload[position + 1]
-    return encoding.strip_udh(payload)
-
-
-def _check_concat(concat: encoding.Concat) -> None:
-    if concat.total > 1 and not 1 <= concat.sequence <= concat.total:
-        raise Refused(f"part {concat.sequence} of {concat.total} in its UDH or SAR TLVs")
 
 
 @dataclass(slots=True)
@@ -207,9 +132,9 @@ class SmppReceiver:
                 return self._mobile_originated(pdu)
             except Refused as refused:
                 return self._dead_letter(str(refused),
-                                         _sender(pdu.source_addr, pdu.source_addr_ton),
-                                         _shortcode(pdu.destination_addr), pdu.data_coding or 0,
-                                         _payload(pdu), esm_class=pdu.esm_class or 0)
+                                         sender_of(pdu.source_addr, pdu.source_addr_ton),
+                                         shortcode_of(pdu.destination_addr), pdu.data_coding or 0,
+                                         payload_of(pdu), esm_class=pdu.esm_class or 0)
             except Exception:
                 log.exception("deliver_sm not taken; the SMSC will deliver it again")
                 return c.SMPP_ESME_RX_T_APPN
@@ -223,24 +148,24 @@ class SmppReceiver:
         return c.SMPP_ESME_ROK
 
     def _mobile_originated(self, pdu: Pdu) -> int:
-        sender = _sender(pdu.source_addr, pdu.source_addr_ton)
-        shortcode = _shortcode(pdu.destination_addr)
+        sender = sender_of(pdu.source_addr, pdu.source_addr_ton)
+        shortcode = shortcode_of(pdu.destination_addr)
         # Checked before any part is held: no reply could ever reach such a sender.
-        if not _printable(sender):
+        if not printable(sender):
             raise Refused("no usable sender (empty, or control characters)")
-        if not _printable(shortcode):
+        if not printable(shortcode):
             raise Refused("no usable short code (empty, or control characters)")
-        payload = _payload(pdu)
+        payload = payload_of(pdu)
         data_coding = pdu.data_coding or 0
         concat = None
         if (pdu.esm_class or 0) & UDHI:
-            concat, payload = _concat_of_udh(payload)
-        elif _field(pdu, "sar_total_segments"):
-            concat = encoding.Concat(_field(pdu, "sar_msg_ref_num") or 0,
-                                     _field(pdu, "sar_total_segments"),
-                                     _field(pdu, "sar_segment_seqnum") or 1)
+            concat, payload = concat_of_udh(payload)
+        elif pdu_field(pdu, "sar_total_segments"):
+            concat = encoding.Concat(pdu_field(pdu, "sar_msg_ref_num") or 0,
+                                     pdu_field(pdu, "sar_total_segments"),
+                                     pdu_field(pdu, "sar_segment_seqnum") or 1)
         if concat is not None:
-            _check_concat(concat)
+            check_concat(concat)
         if concat is None or concat.total <= 1:
             self._deliver(sender, shortcode, encoding.decode(payload, data_coding))
             return c.SMPP_ESME_ROK
@@ -280,7 +205,7 @@ class SmppReceiver:
             self.on_message(sender, shortcode, text, external_id)
         except ValueError as error:   # the door's validation: the same on every redelivery
             self._failed.pop(content, None)
-            raise Refused(f"the ingest refused it: {_describe(error)}") from error
+            raise Refused(f"the ingest refused it: {describe_invalid(error)}") from error
         except Exception:
             self._failed[content] = (external_id, self._failed.get(content, (None, now))[1])
             while len(self._failed) > self.max_waiting:
@@ -293,7 +218,7 @@ class SmppReceiver:
                      payload: bytes, *, esm_class: int = 0) -> int:
         """Keep a refused message as a dead letter: ESME_ROK once kept, else ESME_RX_T_APPN."""
         # The text stays out (it may carry a password); its digest finds it in the SMSC's logs.
-        letter = (f"deliver_sm refused: {reason} (from {_shown(sender)} to {_shown(shortcode)}, "
+        letter = (f"deliver_sm refused: {reason} (from {shown(sender)} to {shown(shortcode)}, "
                   f"data_coding {data_coding}, esm_class 0x{esm_class:02x}, {len(payload)} "
                   f"octets, sha256 {hashlib.sha256(payload).hexdigest()[:16]})")
         try:
@@ -311,7 +236,7 @@ class SmppReceiver:
         self.dropped += 1
         sender, shortcode, reference, total = key
         log.warning("smpp MO from %s to %s ref %s dropped (%s): %d of %d parts had come, "
-                    "%d given up so far", _shown(sender), _shown(shortcode), reference, why,
+                    "%d given up so far", shown(sender), shown(shortcode), reference, why,
                     len(pending.parts), total, self.dropped)
 
     def flush(self) -> None:
@@ -332,10 +257,10 @@ class SmppReceiver:
                         del self._pending[key]
                         continue
                 except Exception:
-                    log.exception("incomplete MO from %s not taken yet", _shown(sender))
+                    log.exception("incomplete MO from %s not taken yet", shown(sender))
                 else:
                     log.warning("smpp MO from %s ref %s: %d of %d parts came in %.0f s; "
-                                "handed over as it is", _shown(sender), reference,
+                                "handed over as it is", shown(sender), reference,
                                 len(pending.parts), total, self.part_timeout_s)
                     del self._pending[key]
                     continue
@@ -352,20 +277,6 @@ class SmppReceiver:
             link.close()
 
 
-def _payload(pdu: Pdu) -> bytes:
-    payload = _field(pdu, "short_message") or _field(pdu, "message_payload") or b""
-    return payload.encode("latin-1") if isinstance(payload, str) else payload
-
-
-def _describe(error: ValueError) -> str:
-    """What was wrong, without the input (pydantic's message would quote the text)."""
-    errors = getattr(error, "errors", None)
-    if callable(errors):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                         for e in errors(include_input=False, include_url=False))
-    return mask_digits(str(error))[:200]
-
-
 def serve(url: str, on_message: OnMessage, on_receipt: OnReceipt,
           stop: threading.Event | None = None, *,
           on_dead_letter: OnDeadLetter | None = None) -> None:
@@ -375,13 +286,19 @@ def serve(url: str, on_message: OnMessage, on_receipt: OnReceipt,
 
 
 def store_callbacks(ingest: Ingest) -> tuple[OnMessage, OnReceipt, OnDeadLetter]:
-    """The receiver's callables on the message store: MOs recorded and enqueued by `ingest`,
-    receipts and dead letters written through its pool."""
+    """The receiver's callables on the message store: MOs recorded and enqueued by `ingest`
+    (those to a short code it does not serve refused, as over HTTP), receipts and dead
+    letters written through its pool."""
 
     def on_message(sender: str, shortcode: str, text: str, external_id: str) -> None:
+        sms = InboundSms.model_validate({"from": sender, "to": shortcode, "text": text,
+                                         "id": external_id, "smsc": "smpp"})
+        # What the HTTP door refuses this one does too; a ValueError makes it a dead letter.
+        problem = not_served(ingest.settings, sms)
+        if problem is not None:
+            raise ValueError(problem)
         # Unavailable propagates: the SMSC gets an error and delivers the message again.
-        ingest.accept(InboundSms.model_validate({"from": sender, "to": shortcode, "text": text,
-                                                 "id": external_id, "smsc": "smpp"}))
+        ingest.accept(sms)
 
     def on_receipt(message_id: str, state: str) -> None:
         with ingest.pool.connection() as conn:

@@ -11,19 +11,18 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 
 from replies.masking import redact_secrets
 from services.stores import mbg
-from workers import db, embedded, extracts
-from workers import demo as demo_data
-from workers.queues import BULK, INBOUND, OUTBOUND, all_queues
-from workers.replay import task as replay
+from workers import db, extracts
+from workers.local import demo as demo_data
+from workers.local import embedded, gateway
+from workers.local.gateway import start_server
+from workers.local.supervisor import Supervisor
 from workers.settings import GENERATED_SECRETS, RUNTIME_FILE, Settings
-from workers.supervisor import Child, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +32,6 @@ LOCK_FILE = "govsms.lock"
 
 class RunError(RuntimeError):
     """`govsms run` cannot start; the message says why in one line."""
-
-
-def _python(*args: str) -> list[str]:
-    return [sys.executable, *args]
-
-
-def start_server(sup: Supervisor, spec: embedded.ServerSpec, logs: Path) -> Child:
-    """Start an embedded server under `sup`, stopped after every other child; wait until ready."""
-    child = sup.start(Child(spec.name, spec.argv, logs / f"{spec.name}.log", user=spec.user,
-                            group=spec.group, stop_signal=signal.SIGINT
-                            if spec.name == "postgres" else signal.SIGTERM, stop_last=True))
-    embedded.wait_ready(spec, child.alive)
-    return child
 
 
 def _lock(settings: Settings) -> int:
@@ -142,11 +128,12 @@ def _run(settings: Settings, demo: bool) -> int:
         log.info("migrations applied: %s", ", ".join(applied) or "none pending")
         if demo:
             _seed_demo_once(database_url)
-        env = {**os.environ, "GOVSMS_REDIS_URL": redis_url, "GOVSMS_DATABASE_URL": database_url,
-               "GOVSMS_DATA_DIR": str(data_dir), "GOVSMS_TRANSPORT": settings.transport_url}
-        children = [sup.start(Child(name, argv, logs / f"{name}.log", env))
-                    for name, argv in processes(settings).items()]
-        _wait_listening(settings, children[0].alive)
+        started = settings.model_copy(update={"redis_url": redis_url,
+                                              "database_url": database_url, "data_dir": data_dir})
+        try:
+            gateway.start(started, logs, gateway.supervised(sup, logs, gateway.child_env(started)))
+        except gateway.NotReady as error:  # so the banner never promises too early
+            raise RunError(str(error)) from None
         _print_banner(settings, redis_url, database_url, logs)
         if pg is not None and pg.location is not None:
             print(f"PostgreSQL's cluster is in {pg.location} ({data_dir}/pg links there): "
@@ -161,36 +148,6 @@ def _run(settings: Settings, demo: bool) -> int:
         runtime.unlink(missing_ok=True)
 
 
-def processes(settings: Settings) -> dict[str, list[str]]:
-    """The gateway's processes by name, ingest first: what `govsms run` starts and supervises.
-
-    Each service queue has a worker of its own, so a slow registry holds up only
-    its own service; those workers wait on I/O, so they run a thread pool.
-    """
-    celery = _python("-m", "celery", "-A", "workers.celery_app")
-    opts = ["--without-gossip", "--without-mingle", "--loglevel", settings.log_level]
-
-    def worker(name: str, queue: str, *pool: str) -> list[str]:
-        return [*celery, "worker", "-Q", queue, "-n", f"{name}@%h", *opts, *pool]
-
-    prefork = ("--concurrency", str(settings.concurrency))
-    threads = ("--pool", "threads", "--concurrency", str(2 * settings.concurrency))
-    found = {"ingest": _python("-m", "workers.cli", "ingest"),
-             "worker-inbound": worker("inbound", INBOUND, *prefork)}
-    for queue in all_queues(settings):
-        if queue.startswith("svc."):
-            found[f"worker-{queue}"] = worker(queue, queue, *threads)
-    found["worker-outbound"] = worker("outbound", OUTBOUND, *prefork)
-    found["worker-bulk"] = worker("bulk", BULK, *prefork)
-    found["worker-replay"] = worker("replay", replay.QUEUE, "--pool", "threads",
-                                    "--concurrency", "2")
-    if settings.smpp_receiver:
-        found["smpp-ingest"] = _python("-m", "workers.cli", "smpp-ingest")
-    found["beat"] = [*celery, "beat", "--loglevel", settings.log_level]
-    found["flower"] = _python("-m", "workers.cli", "flower")
-    return found
-
-
 def _seed_demo_once(database_url: str) -> None:
     """Load the demo dataset on first start (when MBG is empty)."""
     with psycopg.connect(database_url) as conn:
@@ -199,20 +156,6 @@ def _seed_demo_once(database_url: str) -> None:
         text = json.dumps(demo_data.dataset(), default=str)
         counts = extracts.load(conn, extracts.validate(text))
     log.info("demo dataset loaded: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
-
-
-def _wait_listening(settings: Settings, alive: Callable[[], bool], timeout_s: float = 30) -> None:
-    """Wait until the ingest accepts connections, so the banner never promises too early."""
-    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and alive():
-        try:
-            socket.create_connection((host, settings.http_port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise embedded.EmbeddedError(f"ingest is not listening on {host}:{settings.http_port}; "
-                                 "see its log")
 
 
 def _mask_url(url: str) -> str:

@@ -1,18 +1,15 @@
-"""The ingest HTTP server: the door for the operator's SMSC bridge.
+"""The ingest HTTP server: the routes of the operator's SMSC bridge, and the app that
+serves them with the client API behind the door.
 
-Every message is recorded in PostgreSQL and its id enqueued on Redis before
+Every message is recorded in PostgreSQL and its id enqueued on Redis (accept.py) before
 the bridge gets a 2xx; if either fails, the bridge gets 503 and retries.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Annotated
 
 import psycopg
@@ -23,180 +20,37 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from psycopg_pool import ConnectionPool
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from starlette.concurrency import run_in_threadpool
+from pydantic import ValidationError
 
-from replies.masking import mask_digits
 from replies.templates import Templates
-from services.phones import to_e164
-from workers import db, door, messages
-from workers.api import ClientApi, Clock, utc_now
-from workers.api import router as client_api
+from workers import db, messages
 from workers.app import create_app as create_celery
-from workers.limits import RateLimiter
-from workers.logs import correlation
-from workers.queues import INBOUND, all_queues
+from workers.ingest import door
+from workers.ingest.accept import (
+    DEFAULT_SOURCE,
+    MAX_BATCH,
+    Accepted,
+    Batcher,
+    InboundSms,
+    Ingest,
+    Unavailable,
+    not_served,
+)
+from workers.ingest.client_api import ClientApi, Clock, utc_now
+from workers.ingest.client_api import router as client_api
+from workers.ingest.limits import RateLimiter
+from workers.queues import all_queues
 from workers.settings import Settings
 from workers.status import GatewayCollector
-from workers.tasks import DISPATCH, publish
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 500
-BACKLOG_CHECK_S = 1.0
 # Each read from Redis while publishing: with the tasks' retry policy, a stalled broker
 # gets the bridge its 503 within about 6 s, long before it gives up on the request.
 BROKER_TIMEOUT_S = 2.0
 # Kannel's delivery report types (its `%d`) as delivery states.
 KANNEL_DLR = {1: "delivered", 2: "undeliverable", 4: "enroute", 8: "accepted", 16: "rejected"}
-DEFAULT_SOURCE = "http"
 TOKEN_HEADER = door.TOKEN_HEADER
-
-
-class InboundSms(BaseModel):
-    """A mobile-originated SMS as a bridge hands it over."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    sender: str = Field(alias="from", min_length=1, max_length=64)
-    to: str = Field(min_length=1, max_length=32)
-    text: str = Field("", max_length=messages.MAX_TEXT)
-    id: str | None = Field(None, max_length=128, description="The bridge's message id")
-    smsc: str | None = Field(None, max_length=64, description="The link it came through")
-
-    @field_validator("sender", "to", "id", "smsc")
-    @classmethod
-    def _printable(cls, value: str | None) -> str | None:
-        if value is not None and any(ord(c) < 0x20 or c == "\x7f" for c in value):
-            raise ValueError("control characters are not allowed here")
-        return value
-
-    @field_validator("text")
-    @classmethod
-    def _storable(cls, value: str) -> str:
-        # PostgreSQL text cannot hold NUL; the message is kept, the NUL marked as unknown.
-        return value.replace("\x00", "\ufffd")
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """What the ingest did with one message."""
-
-    id: int
-    duplicate: bool
-
-
-class Unavailable(Exception):
-    """The message could not be recorded or enqueued: the bridge must retry."""
-
-
-class Ingest:
-    """Records and enqueues inbound messages, many at a time.
-
-    One transaction records a batch and one dispatch task carries its ids: the cost of
-    a commit and of a Celery hop is shared by every message of the batch.
-    """
-
-    def __init__(self, settings: Settings, pool: ConnectionPool, celery: Celery) -> None:
-        self.settings = settings
-        self.pool = pool
-        self.celery = celery
-        self._backlog = (0, -BACKLOG_CHECK_S)  # (messages waiting for their reply, when counted)
-
-    def accept(self, sms: InboundSms) -> Accepted:
-        """Record `sms` once and enqueue it; a known message is enqueued again only if unanswered."""
-        return self.accept_many([sms])[0]
-
-    def accept_many(self, batch: list[InboundSms]) -> list[Accepted]:
-        """Record each message of `batch` once and enqueue those not yet picked up, in one
-        transaction and one task.
-
-        Raises Unavailable if the store or the queue fails; the bridge sends them again.
-        """
-        rows = [self._row(sms) for sms in batch]
-        try:
-            self._check_backlog()
-            with self.pool.connection() as conn:
-                results = messages.record_inbound_many(conn, rows)
-        except psycopg.Error as error:
-            log.error("cannot record %d inbound: %s", len(rows), type(error).__name__)
-            raise Unavailable("message store unavailable") from error
-        # A repeat of a message not yet picked up may be one whose first enqueue failed.
-        ids = [r.id for r in results if r.new or r.state == "received"]
-        if ids and not publish(self.celery, DISPATCH, [ids], queue=INBOUND):
-            raise Unavailable("queue unavailable")
-        for row, result in zip(rows, results, strict=True):
-            log.info("inbound %s from %s to %s%s", result.id, mask_digits(row.sender), row.shortcode,
-                     "" if result.new else " (repeat)", extra=correlation(result.id))
-        return [Accepted(r.id, duplicate=not r.new) for r in results]
-
-    def _check_backlog(self) -> None:
-        """Refuse new work while more messages wait for their reply (to be answered, or sent)
-        than the workers can clear within the SLA: the SMSC keeps them and sends them again
-        (its store-and-forward), and what was accepted is still answered in time. Counted at
-        most once a second."""
-        limit = self.settings.ingest_max_backlog
-        if not limit:
-            return
-        count, at = self._backlog
-        if time.monotonic() - at >= BACKLOG_CHECK_S:
-            with self.pool.connection() as conn:
-                count = messages.waiting(conn, limit + 1)
-            self._backlog = (count, time.monotonic())
-            if count > limit:
-                log.warning("refusing new messages: more than %d wait for their reply", limit)
-        if count > limit:
-            raise Unavailable("too many messages waiting for their reply; send again later")
-
-    def _row(self, sms: InboundSms) -> messages.NewInbound:
-        region = self.settings.regions.get(sms.to, "KZ")
-        tariff = self.settings.tariffs.get(sms.to)
-        return messages.NewInbound(
-            source=sms.smsc or DEFAULT_SOURCE, external_id=sms.id or uuid.uuid4().hex,
-            sender=to_e164(sms.sender, region) or sms.sender, shortcode=sms.to, text=sms.text,
-            tariff=(tariff.amount, tariff.currency) if tariff else None)
-
-
-class Batcher:
-    """Group commit for the HTTP handlers: the first message waits `linger_s` for others
-    (up to `max_batch`), then all are recorded in one transaction and enqueued in one task.
-    Messages arriving while a batch is written wait for the next.
-    """
-
-    def __init__(self, ingest: Ingest, *, linger_s: float, max_batch: int = MAX_BATCH) -> None:
-        self.ingest = ingest
-        self.linger_s = linger_s
-        self.max_batch = max_batch
-        self._pending: list[tuple[InboundSms, asyncio.Future]] = []
-        self._writer: asyncio.Task | None = None
-
-    async def accept(self, batch: list[InboundSms]) -> list[Accepted]:
-        """Each message's outcome once its batch is written; Unavailable if that failed."""
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in batch]
-        self._pending.extend(zip(batch, futures, strict=True))
-        if self._writer is None or self._writer.done():
-            self._writer = loop.create_task(self._write())
-        return list(await asyncio.gather(*futures))
-
-    async def _write(self) -> None:
-        while self._pending:
-            if len(self._pending) < self.max_batch:
-                await asyncio.sleep(self.linger_s)
-            taken, self._pending = (self._pending[:self.max_batch],
-                                    self._pending[self.max_batch:])
-            try:
-                results = await run_in_threadpool(self.ingest.accept_many,
-                                                  [sms for sms, _ in taken])
-            except Exception as error:  # noqa: BLE001 - each waiting request gets it
-                for _, future in taken:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for (_, future), result in zip(taken, results, strict=True):
-                if not future.done():  # its request may have been cancelled meanwhile
-                    future.set_result(result)
 
 
 def _check_bridge(request: Request) -> None:
@@ -219,9 +73,8 @@ def _check_shortcodes(settings: Settings, batch: list[InboundSms], *, status: in
                       indexed: bool = False) -> None:
     """Refuse messages to a short code this gateway does not serve: nobody would answer them
     from a code that is not ours."""
-    known = ", ".join(sorted(settings.shortcodes))
-    problems = [f"{f'{n}.' if indexed else ''}to: not a configured short code ({known})"
-                for n, sms in enumerate(batch) if sms.to not in settings.shortcodes]
+    problems = [f"{f'{n}.' if indexed else ''}{problem}" for n, sms in enumerate(batch)
+                if (problem := not_served(settings, sms)) is not None]
     if len(problems) > door.MAX_ERRORS:
         problems[door.MAX_ERRORS:] = [f"and {len(problems) - door.MAX_ERRORS} more"]
     if problems:
