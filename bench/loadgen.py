@@ -14,7 +14,7 @@ connections, and writes what it saw to the spec's `out` file:
   soon as a reply comes in. The gateway runs flat out with a bounded backlog.
 
 The traffic (`Traffic`) mixes the demo personas sending every row of seed tables
-1-3 after every keyword of its service (`workers.demo.every_row_in_every_keyword`:
+1-3 after every keyword of its service (`workers.local.demo.every_row_in_every_keyword`:
 Latin, Cyrillic, Kazakh), synthetic citizens
 of the demo dataset, 10% malformed texts and a little 8188 registration traffic.
 """

@@ -10,7 +10,7 @@ Four parts:
 - the whole gateway end to end on this machine (`bench/gateway.py`): private Redis and
   PostgreSQL in a temporary folder (or the configured ones, GOVSMS_REDIS_URL /
   GOVSMS_DATABASE_URL), the migrations, the demo dataset, and the processes
-  `workers.run.processes()` lists (ingest, inbound, one worker per service, outbound,
+  `workers.local.gateway.processes()` lists (ingest, inbound, one worker per service, outbound,
   bulk...; not beat or flower) with the file transport, driven over HTTP by the load
   generator (bench/loadgen.py), a process of its own.
 

@@ -133,7 +133,7 @@ twice by the transport, {integrity['outbox_missing']} missing from the outbox,
 `python -m bench` starts a private Redis and PostgreSQL in a temporary folder (or uses
 GOVSMS_REDIS_URL / GOVSMS_DATABASE_URL), applies the migrations, loads the demo
 dataset ({d['persons']:,} synthetic people, through `workers.extracts`) and starts the
-gateway's own processes as `workers.run.processes()` lists them, but beat and flower
+gateway's own processes as `workers.local.gateway.processes()` lists them, but beat and flower
 ({', '.join(f'`{n}`' for n in d['processes'])}), with the file transport, a generated
 bridge secret and secret key, and the settings of the environment (GOVSMS_CONCURRENCY,
 GOVSMS_LOG_LEVEL, ...; the defaults here).

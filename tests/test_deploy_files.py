@@ -1,4 +1,4 @@
-"""The deploy files start what `govsms run` starts (workers/run.py `processes()`), with the
+"""The deploy files start what `govsms run` starts (workers/local/gateway.py `processes()`), with the
 same command lines, and keep their hardening.
 
 No systemd, Docker or Kubernetes here: the files are parsed, each command line is

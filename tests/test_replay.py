@@ -39,7 +39,7 @@ NOT_FOUND = "Servis ne naiden. Isprav'te vash tekst."
 VN_SENDERS = [f"+8490123{n:04d}" for n in range(4)]
 REGISTRATIONS = [f"TK,Nguyen Van {name},12345678{n},0{n + 1}.02.1990"
                  for n, name in enumerate(("An", "Binh", "Chau", "Dung"))]
-# A worker for the replay queue alone, as workers/run.py will start it once wired. It uses
+# A worker for the replay queue alone, as workers/local/gateway.py starts it. It uses
 # the module's app (create_app(load_settings())): a second app in the process would share
 # the pipeline's tasks with it (Celery warns of the duplicate names).
 WORKER = ("from workers.replay import task as replay\n"

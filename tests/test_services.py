@@ -1,6 +1,6 @@
 """The three 1414 services on the real backing stores: every row of seed tables 1-3.
 
-The demo personas (workers/demo.py) are loaded through the extract loader, and
+The demo personas (workers/local/demo.py) are loaded through the extract loader, and
 each example text goes through dispatch and the service's handler as a worker
 would run them, without Celery.
 """
