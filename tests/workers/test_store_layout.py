@@ -81,7 +81,7 @@ def test_store_and_replay_modules_are_small(path: Path) -> None:
 
 def test_the_runner_asks_the_registry_store_whether_mbg_is_empty(conn: psycopg.Connection) -> None:
     """`govsms run` seeds the demo dataset only into an empty MBG; the question is mbg's SQL."""
-    assert "mbg.subscribers" not in (ROOT / "workers" / "run.py").read_text(encoding="utf-8")
+    assert "mbg.subscribers" not in (ROOT / "workers" / "local" / "run.py").read_text(encoding="utf-8")
     assert mbg.is_empty(conn)
     add_persona(conn, phone="+77010000001", iin="900101300001")
     assert not mbg.is_empty(conn)
