@@ -16,7 +16,7 @@ test: install servers peers
 
 # The whole fault suite, each scenario printing its figures; OTP and secrets scans with it.
 faults: install servers peers
-	$(PY) -m pytest -s tests/faults tests/test_client_api.py tests/test_e2e_accounts.py
+	$(PY) -m pytest -s tests/faults tests/workers/ingest/test_client_api.py tests/e2e/test_e2e_accounts.py
 
 bench: install
 	$(PY) -m bench

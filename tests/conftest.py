@@ -12,23 +12,21 @@ import os
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 
+from tests.support.keys import KEY, SECRET
+from tests.support.servers import claimed_redis_db, new_database
 from workers import db
 from workers.local import embedded
 from workers.settings import Settings
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_REDIS = "redis://127.0.0.1:6379"
-SECRET = "test-bridge-secret-0123456789abcdef0123"
-KEY = "test-secret-key-0123456789abcdef0123456789"
 # Tables emptied between tests, children first.
 TABLES = ("dead_letters", "outbound", "inbound", "mbg.subscribers", "persons.individuals",
           "housing.queue", "vehicles.inspections", "kindergarten.queue", "accounts.citizens",
@@ -103,19 +101,6 @@ def redis_server(own_servers: Path) -> Iterator[str]:
         _stop(process)
 
 
-@contextmanager
-def new_database(admin_url: str, prefix: str) -> Iterator[str]:
-    """An empty database, dropped afterwards (whoever is still connected)."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield psycopg.conninfo.make_conninfo(admin_url, dbname=name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="session")
 def database_url(admin_url: str) -> Iterator[str]:
     """A fresh, migrated database for this test session, dropped at its end."""
@@ -129,23 +114,6 @@ def empty_database(admin_url: str) -> Iterator[str]:
     """A database of this test's own, with no migrations applied."""
     with new_database(admin_url, "govsms_empty") as url:
         yield url
-
-
-@contextmanager
-def claimed_redis_db(redis_server: str) -> Iterator[str]:
-    """A Redis db nobody else uses: claimed with SET NX, flushed, released at the end."""
-    claim = f"govsms:test-session:{uuid.uuid4().hex}"
-    for number in range(1, 16):
-        client = redis.Redis.from_url(f"{redis_server}/{number}")
-        if client.set("govsms:test-claim", claim, nx=True, ex=3600):
-            client.flushdb()
-            client.set("govsms:test-claim", claim, ex=3600)
-            try:
-                yield f"{redis_server}/{number}"
-            finally:
-                client.flushdb()
-            return
-    pytest.fail("no free Redis db among 1-15 for this test session")
 
 
 @pytest.fixture(scope="session")
@@ -175,14 +143,3 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
     return Settings(database_url=database_url, redis_url=redis_url, data_dir=tmp_path,
                     bridge_secret=SECRET, secret_key=KEY,
                     transport=f"file://{tmp_path / 'outbox.jsonl'}")
-
-
-def add_persona(conn: psycopg.Connection, *, phone: str, iin: str, status: str = "valid",
-                housing: int | None = None) -> None:
-    """A citizen in MBG and the register of individuals, optionally in the housing queue."""
-    conn.execute("INSERT INTO mbg.subscribers (phone, iin) VALUES (%s, %s)", (phone, iin))
-    conn.execute("INSERT INTO persons.individuals VALUES (%s, 'Test Person', '1988-01-02', %s) "
-                 "ON CONFLICT DO NOTHING", (iin, status))
-    if housing is not None:
-        conn.execute("INSERT INTO housing.queue VALUES (%s, %s, 'general', '2019-03-12', "
-                     "'Akimat of Astana')", (iin, housing))

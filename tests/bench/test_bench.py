@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from parser_cases import default_index
 
 from bench import loadgen
 from bench import measure as bench
-from tests.conftest import claimed_redis_db
+from tests.support.parser_cases import default_index
+from tests.support.servers import claimed_redis_db
 from workers.local.demo import every_row_in_every_keyword
 
 KEYS = ("parser_msgs_per_s", "broker_ops_per_s", "e2e_msgs_per_s", "p50_latency_s_at_half_load",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from parser_cases import default_index
-
 from bench.parser import measure, sample_traffic
+from tests.support.parser_cases import default_index
 
 
 def test_measure_reports_the_figures() -> None:

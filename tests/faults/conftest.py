@@ -2,53 +2,18 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SECRET
-from tests.e2e import Gateway, gateway_settings
+from tests.support.gateway import Gateway, gateway_settings
+from tests.support.keys import SECRET
+from tests.support.servers import Server
 from workers.local import embedded
 from workers.local.gateway import processes
 from workers.local.supervisor import Child, Supervisor
-
-
-@dataclass
-class Server:
-    """A private server process: kill it, stall it, start it again on the same port and data."""
-
-    spec: embedded.ServerSpec
-    log: Path
-    process: subprocess.Popen | None = None
-
-    def start(self) -> Server:
-        self.process = subprocess.Popen(self.spec.argv, stdout=self.log.open("ab"),
-                                        stderr=subprocess.STDOUT, cwd="/", user=self.spec.user,
-                                        group=self.spec.group,
-                                        extra_groups=None if self.spec.user is None else [])
-        embedded.wait_ready(self.spec, lambda: self.process.poll() is None)
-        return self
-
-    def kill(self) -> None:
-        """kill -9."""
-        self.process.kill()
-        self.process.wait()
-
-    def signal(self, signum: signal.Signals) -> None:
-        self.process.send_signal(signum)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            # PostgreSQL's fast shutdown does not wait for its clients to leave.
-            self.process.send_signal(signal.SIGINT if self.spec.name == "postgres"
-                                     else signal.SIGTERM)
-            self.process.wait(30)
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import time
 import pytest
 import redis
 
-from tests.e2e import wait_for
-from tests.faults.load import (
+from tests.support.gateway import wait_for
+from tests.support.load import (
     Posted,
     all_answered,
     answered,

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from replies.transports.fake import MemoryTransport
-from tests.conftest import SECRET
-from tests.test_pipeline import make_pipeline
+from tests.support.keys import SECRET
+from tests.support.pipeline import make_pipeline
 from workers import pipeline
 from workers.ingest.http import create_app
 

@@ -24,9 +24,9 @@ import pytest
 from replies import encoding
 from replies.transports.smpp.config import SmppConfig
 from replies.transports.smpp.transport import SmppTransport
-from tests.e2e import PORTAL_SECRET, Gateway, wait_for
-from tests.peers.smsc import NEVER, Smsc, running_smsc
-from tests.test_pipeline import make_pipeline
+from tests.support.gateway import PORTAL_SECRET, Gateway, wait_for
+from tests.support.peers.smsc import NEVER, Smsc, running_smsc
+from tests.support.pipeline import make_pipeline
 from workers import messages, pipeline
 from workers.ingest.smpp import SmppReceiver
 
@@ -59,7 +59,7 @@ def test_an_smsc_that_throttles_above_20_per_s_gets_everything_at_its_rate(
                     transport=f"smpp://govsms:pw@127.0.0.1:{throttling_smsc.port}"
                               f"?mode=transmitter&tps=18")
     # The backlog comes from another process, as clients do: posted from this one, its
-    # threads would hold the GIL the test SMSC answers with (tests/peers/smsc.py).
+    # threads would hold the GIL the test SMSC answers with (tests/support/peers/smsc.py).
     poster = multiprocessing.get_context("spawn").Process(
         target=_post_backlog, args=(f"{gw.settings.ingest_url}/v1/messages/outbound", 120))
     poster.start()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import wait_for
-from tests.faults.load import (
+from tests.support.gateway import wait_for
+from tests.support.load import (
     Posted,
     all_answered,
     ids,

@@ -17,10 +17,18 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e import Gateway, wait_for
-from tests.faults.conftest import Server
-from tests.faults.load import Posted, all_answered, ids, outcome, post, retry_refused, signal_worker
-from tests.test_services import load_personas
+from tests.support.gateway import Gateway, wait_for
+from tests.support.load import (
+    Posted,
+    all_answered,
+    ids,
+    outcome,
+    post,
+    retry_refused,
+    signal_worker,
+)
+from tests.support.personas import load_personas
+from tests.support.servers import Server
 from workers import db
 from workers.local import embedded
 from workers.local.embedded import free_port

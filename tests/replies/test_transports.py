@@ -1,0 +1,161 @@
+"""Outbound transports: the file transport, and Kannel's sendsms against a stand-in smsbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from replies.sealing import Sealer
+from replies.transports import FileTransport, Sms, TransportError, from_url
+from replies.transports.kannel import KannelTransport
+from tests.support.keys import KEY
+from tests.support.pipeline import make_pipeline
+from workers import messages, pipeline
+from workers.local.embedded import free_port
+
+SMS = Sms(outbound_id=7, inbound_id=3, sender="1414", recipient="+77011234567",
+          text="Servis ne naiden. Isprav'te vash tekst.")
+
+
+def test_file_transport_writes_one_json_line_per_sms(tmp_path):
+    transport = from_url(f"file://{tmp_path / 'out' / 'outbox.jsonl'}")
+    transport.send(SMS)
+    transport.send(Sms(8, None, "1414", "+77011234568", "Очередь: 5"))
+    transport.close()
+    lines = [json.loads(line) for line in (tmp_path / "out" / "outbox.jsonl").read_text().splitlines()]
+    assert [(l["from"], l["to"], l["text"], l["inbound_id"]) for l in lines] == [
+        ("1414", "+77011234567", SMS.text, 3), ("1414", "+77011234568", "Очередь: 5", None)]
+    assert all(l["sent_at"].endswith("+00:00") for l in lines)
+
+
+def _append_many(path: str, worker: int) -> None:
+    transport = FileTransport(path)
+    for n in range(200):
+        transport.send(Sms(n, worker, "1414", "+7701", "x" * 3000))
+    transport.close()
+
+
+def test_file_transport_lines_never_interleave_across_processes(tmp_path):
+    path = str(tmp_path / "outbox.jsonl")
+    workers = [multiprocessing.Process(target=_append_many, args=(path, w)) for w in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    lines = (tmp_path / "outbox.jsonl").read_text().splitlines()
+    assert len(lines) == 800
+    assert all(json.loads(line)["text"] == "x" * 3000 for line in lines)
+
+
+def test_file_transport_error_is_retryable(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(TransportError) as caught:
+        FileTransport(blocker / "outbox.jsonl").send(SMS)
+    assert caught.value.retryable
+
+
+class _Smsbox(BaseHTTPRequestHandler):
+    """Answers as Kannel's smsbox does; the status to answer is set on the server."""
+
+    def do_GET(self) -> None:
+        self.server.requests.append((urlsplit(self.path).path, parse_qs(urlsplit(self.path).query)))
+        status, body = self.server.answer
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def smsbox() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Smsbox)
+    server.requests, server.answer = [], (202, "0: Accepted for delivery")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+def _kannel(server: ThreadingHTTPServer) -> KannelTransport:
+    port = server.server_address[1]
+    transport = from_url(f"kannel+http://gw:s3cret@127.0.0.1:{port}/cgi-bin/sendsms")
+    assert isinstance(transport, KannelTransport)
+    return transport
+
+
+def test_kannel_sendsms_request(smsbox):
+    _kannel(smsbox).send(SMS)
+    path, query = smsbox.requests[0]
+    assert path == "/cgi-bin/sendsms"
+    assert {k: v[0] for k, v in query.items()} == {
+        "username": "gw", "password": "s3cret", "from": "1414", "to": "+77011234567",
+        "text": SMS.text, "charset": "UTF-8", "coding": "0"}
+
+
+def test_kannel_cyrillic_goes_as_ucs2(smsbox):
+    _kannel(smsbox).send(Sms(1, 1, "1414", "+77011234567", "Очередь"))
+    assert smsbox.requests[0][1]["coding"] == ["2"]
+    assert smsbox.requests[0][1]["text"] == ["Очередь"]
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(400, False), (403, False), (503, True),
+                                                    (500, True)])
+def test_kannel_errors_are_classified(smsbox, status, retryable):
+    smsbox.answer = (status, "Authorization failed" if status == 403 else "busy")
+    with pytest.raises(TransportError) as caught:
+        _kannel(smsbox).send(SMS)
+    assert caught.value.retryable is retryable
+    assert str(status) in caught.value.reason
+
+
+def test_kannel_unreachable_is_retryable():
+    transport = from_url(f"kannel+http://gw:pw@127.0.0.1:{free_port()}/cgi-bin/sendsms")
+    with pytest.raises(TransportError) as caught:
+        transport.send(SMS)
+    assert caught.value.retryable
+
+
+def test_unknown_transport_is_refused():
+    with pytest.raises(ValueError, match="unknown transport"):
+        from_url("carrier-pigeon://loft")
+
+
+def test_a_sealed_text_stays_sealed_in_the_outbox(tmp_path):
+    sealer = Sealer(KEY)
+    clear = "TK: an0190, MK: Xy7pQ2wz la tai khoan dang nhap"
+    transport = FileTransport(tmp_path / "outbox.jsonl")
+    transport.send(Sms(9, 4, "8188", "+84905123456", clear, sealed=sealer.seal(clear)))
+    transport.send(SMS)
+    transport.close()
+    written = (tmp_path / "outbox.jsonl").read_text()
+    assert "Xy7pQ2wz" not in written and "MK:" not in written
+    sealed, plain = [json.loads(line) for line in written.splitlines()]
+    assert sealed["sealed"] is True and sealer.unseal(sealed["text"]) == clear
+    assert (plain["sealed"], plain["text"]) == (False, SMS.text)
+
+
+def test_the_pipeline_hands_the_file_transport_the_sealed_form(conn, database_url, tmp_path):
+    p = make_pipeline(database_url)
+    try:
+        ids, _ = messages.add_notice(conn, key="sealed-1", sender="1414",
+                                     recipient="+77011234567",
+                                     parts=pipeline.to_parts("Kod: 493817", p.sealer),
+                                     deadline=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60))
+        transport = FileTransport(tmp_path / "outbox.jsonl")
+        assert pipeline.deliver(p.pool, transport, p.sealer, ids).sent == ids
+        transport.close()
+    finally:
+        p.pool.close()
+    [line] = [json.loads(x) for x in (tmp_path / "outbox.jsonl").read_text().splitlines()]
+    assert "493817" not in json.dumps(line) and line["sealed"] is True
+    assert p.sealer.unseal(line["text"]) == "Kod: 493817"
