@@ -17,7 +17,7 @@ class FileTransport:
     `"text"` holds its sealed form and `"sealed": true` says so, so the outbox (a
     file anyone with the logs may read) never holds the credential in clear. Who
     needs the clear text (tests) opens it with the server's key:
-    `replies.sealing.Sealer(key).unseal(line["text"])`, as `tests/e2e.py` does.
+    `replies.sealing.Sealer(key).unseal(line["text"])`, as `tests/support/gateway.py` does.
     """
 
     def __init__(self, path: str | Path) -> None:

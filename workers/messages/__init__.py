@@ -7,7 +7,7 @@
     metrics.py      the counts behind the Prometheus series
 
 No other module of workers/ or bench/ queries inbound, outbound, dead_letters or
-receipts (tests/test_store_layout.py). The public functions are re-exported here, so a
+receipts (tests/workers/test_store_layout.py). The public functions are re-exported here, so a
 caller writes `messages.record_inbound(...)` whichever module holds it.
 """
 
