@@ -35,6 +35,7 @@ from services import otp
 from services.phones import to_e164
 from services.stores import accounts, clients
 from workers import messages
+from workers.ingest.door import client_named
 from workers.ingest.limits import RateLimiter
 from workers.pipeline import to_parts
 from workers.queues import BULK, OUTBOUND
@@ -79,14 +80,8 @@ class ClientApi:
 
 def _client(request: Request) -> str:
     """The name of the client whose secret the request carries; 401 otherwise."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    found = None
-    for name, client in request.app.state.api.settings.api_clients.items():
-        # Compare with every client, so the time taken does not tell which one nearly matched.
-        if hmac.compare_digest(token.encode(), client.secret.get_secret_value().encode()):
-            found = name
-    # An empty token would match a client configured without a secret.
-    if scheme.lower() != "bearer" or not token or found is None:
+    found = client_named(request.app.state.api.settings, request.headers.get("Authorization", ""))
+    if found is None:
         log.warning("refused %s %s: bad or missing client token", request.method, request.url.path)
         raise HTTPException(401, "bad or missing client token",
                             headers={"WWW-Authenticate": "Bearer"})

@@ -113,16 +113,22 @@ def check_bridge(settings: Settings, secret: str, client: str, token: str) -> Re
     return None
 
 
+def client_named(settings: Settings, authorization: str) -> str | None:
+    """The API client whose secret `Authorization: Bearer` carries, or None."""
+    scheme, _, token = authorization.partition(" ")
+    found = None
+    for name, client in settings.api_clients.items():
+        secret = client.secret.get_secret_value()
+        # Compare with every client, so the time taken does not tell which one nearly matched;
+        # an empty token never matches, even a client configured without a secret.
+        if hmac.compare_digest(token.encode(), secret.encode()) and token and secret:
+            found = name
+    return found if scheme.lower() == "bearer" else None
+
+
 def check_client(settings: Settings, authorization: str) -> Refusal | None:
     """A client of the client API: `Authorization: Bearer` with one client's secret."""
-    scheme, _, token = authorization.partition(" ")
-    found = False
-    for client in settings.api_clients.values():
-        secret = client.secret.get_secret_value()
-        # Compare with every client, so the time taken does not tell which one nearly matched.
-        if hmac.compare_digest(token.encode(), secret.encode()) and token and secret:
-            found = True
-    if scheme.lower() != "bearer" or not found:
+    if client_named(settings, authorization) is None:
         return Refusal(401, "bad or missing client token", (("WWW-Authenticate", "Bearer"),))
     return None
 
