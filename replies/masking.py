@@ -6,10 +6,10 @@ import re
 
 # A phone number (optionally +) or IIN: 10 to 15 digits in a row.
 _LONG_NUMBER = re.compile(r"(?<!\d)(\+?)(\d{4})(\d{2,7})(\d{4})(?!\d)")
-# The same written in groups: `+7 701 000 0001`, `8 (701) 000-00-01`, `+84-905-123-456`.
-# Not after a word character or `+`, nor before one or a `:` (a time: `2024-05-20 12:00`).
-_GROUPED_NUMBER = re.compile(
-    r"(?<![\w+])(\+?)(\(?\d{1,4}\)?(?:[ \-]?\(?\d{1,4}\)?){2,7})(?![\w:])")
+# The same written in groups: `+7 701 000 0001`, `8 (701) 000-00-01`, `+84-905-123-456`:
+# digit groups, each maybe in brackets, joined by one space or hyphen, not after a word
+# character or `+`. Every quantifier is possessive, so no text makes the engine backtrack.
+_GROUPED_NUMBER = re.compile(r"(?<![\w+])(\+?)(\(?+\d++\)?+(?:[ \-]?+\(?+\d++\)?+)++)")
 # userinfo of a URL: `scheme://user:PASSWORD@`, `scheme://:PASSWORD@`.
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/@:]*:)([^\s/@]+)(@)")
 # A secret query or form parameter, plain or percent-encoded once or twice (a dlr-url
@@ -32,10 +32,18 @@ def mask_digits(value: str) -> str:
 
 
 def _mask_grouped(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match[2])
-    if not 10 <= len(digits) <= 15 or digits == match[2]:
-        return match[0]  # too short or long for a number; ungrouped ones are mask_digits'
-    return f"{match[1]}{digits[:4]}***{digits[-4:]}"
+    plus, number, rest = match[1], match[2], ""
+    after = match.string[match.end():match.end() + 3]
+    glued = after[:1].isalnum() or after[:1] == "_"
+    if glued or (after[:1] == ":" and after[1:].isdigit()):
+        # Glued to a word, or the hour of a time (`2024-05-20 12:00`): the last group is
+        # not part of the number.
+        cut = len(number.rstrip(")").rstrip("0123456789").rstrip(" -("))
+        number, rest = number[:cut], number[cut:]
+    digits = "".join(filter(str.isdigit, number))
+    if not 10 <= len(digits) <= 15:
+        return match[0]  # too short or too long for a phone number or an IIN
+    return f"{plus}{digits[:4]}***{digits[-4:]}{rest}"
 
 
 def mask_numbers(value: str) -> str:
@@ -46,9 +54,13 @@ def mask_numbers(value: str) -> str:
 def redact_secrets(value: str) -> str:
     """Credentials removed: URL passwords, secret parameters (`password=`, `token=`,
     a dlr-url's token), SMS texts in URLs, `Authorization` values, `"secret": "..."`."""
-    value = _URL_PASSWORD.sub(r"\1***\3", value)
-    value = _SECRET_PARAM.sub(r"\1***", value)
-    value = _SECRET_ITEM.sub(r"\1\2***\4", value)
+    # Each pattern only where its literal part can be: most log lines have none of them.
+    if "@" in value:
+        value = _URL_PASSWORD.sub(r"\1***\3", value)
+    if "=" in value or "%" in value:
+        value = _SECRET_PARAM.sub(r"\1***", value)
+    if ":" in value and ("'" in value or '"' in value):
+        value = _SECRET_ITEM.sub(r"\1\2***\4", value)
     return _AUTH_HEADER.sub(r"\1 ***", value)
 
 

@@ -38,10 +38,12 @@ class JsonFormatter(logging.Formatter):
             entry["cid"] = record.cid
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        # Masked before JSON escapes them, so `"password": "..."` is found as logged.
-        entry = {key: mask_log(value) if isinstance(value, str) else value
-                 for key, value in entry.items()}
-        return mask_log(json.dumps(entry, ensure_ascii=False))
+        # Masked before JSON escapes them, so `"password": "..."` is found as logged; the
+        # other fields are ours (a time, a level, a logger's name, `in-<id>`).
+        for key in ("msg", "exc"):
+            if key in entry:
+                entry[key] = mask_log(entry[key])
+        return json.dumps(entry, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):

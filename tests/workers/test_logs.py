@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from replies.masking import mask_digits, mask_numbers, mask_plate
 from workers import logs
@@ -70,10 +72,31 @@ def test_mask_plate(plate, masked):
     ("IIN 880102 300452", "IIN 8801***0452"),
     ("at 2024-05-20 12:00:00,123", "at 2024-05-20 12:00:00,123"),
     ("inbound 12345 from 1414 in 2 parts", "inbound 12345 from 1414 in 2 parts"),
+    ("call +7 701 000 0001: now", "call +7701***0001: now"),
+    ("8 (701) 000-00-01 12:30", "8701***0001 12:30"),
+    ("at 2026-12-02T00:35:36.190534+00:00", "at 2026-12-02T00:35:36.190534+00:00"),
+    ("Task x[5089ae22-784d-4306-a282] succeeded in 0.021063523000009354s",
+     "Task x[5089ae22-784d-4306-a282] succeeded in 0.021063523000009354s"),
 ])
 def test_numbers_written_in_groups_are_masked_in_logs(raw, masked):
     assert mask_numbers(raw) == masked
     assert TextFormatter("%(message)s").format(_record(raw)) == masked
+
+
+_GROUPS = st.lists(st.text("0123456789", min_size=1, max_size=4), min_size=3, max_size=5)
+_JOINS = st.sampled_from([" ", "-"])
+
+
+@given(groups=_GROUPS.filter(lambda g: 10 <= len("".join(g)) <= 15), join=_JOINS,
+       before=st.text(max_size=20), after=st.text(max_size=20), bracket=st.booleans())
+def test_no_number_in_groups_survives_a_log_line(groups, join, before, after, bracket):
+    if bracket:
+        groups = [groups[0], f"({groups[1]})", *groups[2:]]
+    line = f"{before} : {join.join(groups)}, {after}"
+    digits = "".join(groups).replace("(", "").replace(")", "")
+    masked = mask_numbers(line)
+    assert f"{digits[:4]}***{digits[-4:]}" in masked, masked
+    assert join.join(groups) not in masked
 
 
 BRIDGE = "bridge-secret-for-the-log-test-0123456789"
