@@ -139,6 +139,9 @@ class Settings(BaseSettings):
                                                     "unacknowledged task")
     ingest_linger_ms: float = Field(10.0, description="How long the ingest lets messages "
                                     "gather before it records and enqueues them together")
+    ingest_linger_max_ms: float = Field(50.0, description="How long it lets them gather at "
+                                        "most while the dispatch queue has a backlog: batches, "
+                                        "and every task after them, then grow with the load")
     ingest_max_backlog: int = Field(3000, description="Messages waiting for their reply (to "
                                     "be answered or sent) past which the ingest refuses new "
                                     "ones (503); about 30 s of the gateway's throughput. 0: never")

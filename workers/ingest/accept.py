@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -150,11 +151,19 @@ class Batcher:
     """Group commit for the HTTP handlers: the first message waits `linger_s` for others
     (up to `max_batch`), then all are recorded in one transaction and enqueued in one task.
     Messages arriving while a batch is written wait for the next.
+
+    While the workers are behind (`depth()` > 0, tasks waiting on their queues, read after
+    each linger) a batch waits longer, up to `linger_max_s`: its messages would wait in the queue
+    anyway, and one task for many costs a Celery hop once. So batches, and the service and
+    deliver tasks that follow them, grow with the load and stay small when it is light.
     """
 
-    def __init__(self, ingest: Ingest, *, linger_s: float, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, ingest: Ingest, *, linger_s: float, linger_max_s: float | None = None,
+                 depth: Callable[[], int] | None = None, max_batch: int = MAX_BATCH) -> None:
         self.ingest = ingest
         self.linger_s = linger_s
+        self.linger_max_s = max(linger_s, linger_max_s or 0.0)
+        self.depth = depth
         self.max_batch = max_batch
         self._pending: list[tuple[InboundSms, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
@@ -168,15 +177,29 @@ class Batcher:
             self._writer = loop.create_task(self._write())
         return list(await asyncio.gather(*futures))
 
+    def _backlogged(self) -> bool:
+        if self.depth is None:
+            return False
+        try:
+            return self.depth() > 0
+        except Exception:  # noqa: BLE001 - a broker that cannot answer fails the write, not this
+            return False
+
+    async def _linger(self) -> None:
+        waited = 0.0
+        while len(self._pending) < self.max_batch:
+            await asyncio.sleep(self.linger_s)
+            waited += self.linger_s
+            if waited >= self.linger_max_s or not await run_in_threadpool(self._backlogged):
+                return
+
     async def _write(self) -> None:
         while self._pending:
-            if len(self._pending) < self.max_batch:
-                await asyncio.sleep(self.linger_s)
+            await self._linger()
             taken, self._pending = (self._pending[:self.max_batch],
                                     self._pending[self.max_batch:])
             try:
-                results = await run_in_threadpool(self.ingest.accept_many,
-                                                  [sms for sms, _ in taken])
+                results = await run_in_threadpool(self.ingest.accept_many, [sms for sms, _ in taken])
             except Exception as error:  # noqa: BLE001 - each waiting request gets it
                 for _, future in taken:
                     if not future.done():

@@ -39,7 +39,7 @@ from workers.ingest.accept import (
 from workers.ingest.client_api import ClientApi, Clock, utc_now
 from workers.ingest.client_api import router as client_api
 from workers.ingest.limits import RateLimiter
-from workers.queues import all_queues
+from workers.queues import INBOUND, OUTBOUND, all_queues
 from workers.settings import Settings
 from workers.status import GatewayCollector
 
@@ -88,6 +88,15 @@ async def _accept(request: Request, batch: list[InboundSms]) -> list[Accepted]:
         raise HTTPException(503, str(error), headers={"Retry-After": "5"}) from None
 
 
+def backlog(broker: redis.Redis) -> int:
+    """Tasks waiting for a worker on the queues a batch's messages go through (but the
+    services', where a slow registry must not slow the others' intake)."""
+    pipe = broker.pipeline(transaction=False)
+    pipe.llen(INBOUND)
+    pipe.llen(OUTBOUND)
+    return sum(pipe.execute())
+
+
 def create_app(settings: Settings, *, celery: Celery | None = None,
                clock: Clock = utc_now) -> FastAPI:
     """The ingest ASGI app for `settings`: the bridge's door and the client API."""
@@ -99,8 +108,13 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
         broker = celery or create_celery(settings, broker_timeout_s=BROKER_TIMEOUT_S)
         limits = redis.Redis.from_url(settings.redis_url or "", socket_timeout=2,
                                       socket_connect_timeout=2)
+        # The dispatch queue's depth, read between lingers: a stalled broker must not hold them.
+        depth = redis.Redis.from_url(settings.redis_url or "", socket_timeout=0.25,
+                                     socket_connect_timeout=0.25)
         app.state.ingest = Ingest(settings, pool, broker)
-        app.state.batcher = Batcher(app.state.ingest, linger_s=settings.ingest_linger_ms / 1000)
+        app.state.batcher = Batcher(app.state.ingest, linger_s=settings.ingest_linger_ms / 1000,
+                                    linger_max_s=settings.ingest_linger_max_ms / 1000,
+                                    depth=lambda: backlog(depth))
         app.state.api = ClientApi(settings, pool, broker, RateLimiter(limits),
                                   Templates.load(settings.templates), clock)
         app.state.redis = limits
@@ -111,6 +125,7 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
         finally:
             pool.close()
             limits.close()
+            depth.close()
 
     # No /docs, /redoc or /openapi.json: the door's callers are configured, not discovered.
     app = FastAPI(title="govsms ingest", lifespan=lifespan, docs_url=None, redoc_url=None,

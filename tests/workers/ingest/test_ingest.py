@@ -7,6 +7,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -210,6 +211,34 @@ def test_messages_arriving_together_are_recorded_and_enqueued_in_batches(setting
     assert len(batches) == 1 and sorted(batches[0]) == ids
     assert conn.execute("SELECT count(*) FROM inbound").fetchone() == (40,)
 
+
+
+def test_while_the_dispatch_queue_has_a_backlog_a_batch_gathers_longer(settings, conn, broker):
+    import asyncio
+
+    import httpx
+
+    async def post_spaced() -> list[httpx.Response]:
+        app = create_app(settings.model_copy(update={"ingest_linger_ms": 10,
+                                                     "ingest_linger_max_ms": 2000}))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+                def post(n: int) -> Any:
+                    return http.post("/v1/messages/inbound", headers=TOKEN,
+                                     json={**KANNEL, "id": f"g-{n}", "text": f"TO {n}"})
+
+                first = await post(0)  # the queue is empty: written after 10 ms, alone
+                later = []
+                for n in range(1, 20):  # its task waits (no worker here): a backlog
+                    later.append(asyncio.create_task(post(n)))
+                    await asyncio.sleep(0.02)  # twice the short linger between two
+                return [first, *await asyncio.gather(*later)]
+
+    responses = asyncio.run(post_spaced())
+    assert [r.status_code for r in responses] == [202] * 20
+    ids = [r.json()["id"] for r in responses]
+    assert [sorted(batch) for batch in queued_ids(broker)] == [ids[:1], sorted(ids[1:])]
 
 
 def test_a_bridge_hands_over_a_batch_kept_whole_answered_in_order(client, conn, broker):
