@@ -148,6 +148,10 @@ class Phase:
 Link = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
+class Abandoned(Exception):
+    """The phase ended while the request still waited for a connection: never sent."""
+
+
 class Connections:
     """Keep-alive HTTP/1.1 connections to the ingest, each used by one request at a time.
 
@@ -163,6 +167,7 @@ class Connections:
                      f"{TOKEN_HEADER}: {token}\r\nContent-Type: application/json\r\n"
                      "Content-Length: ").encode()
         self.idle: asyncio.Queue[Link | None] = asyncio.Queue()
+        self.stopping = False  # once set, what still waits for a connection is not sent
         for _ in range(size):
             self.idle.put_nowait(None)  # opened when first used
 
@@ -172,6 +177,8 @@ class Connections:
         link = await self.idle.get()
         got = time.time()
         try:
+            if self.stopping:
+                raise Abandoned("the bridge stopped before a connection was free")
             async with asyncio.timeout(TIMEOUT_S):
                 if link is None:
                     link = await asyncio.open_connection(self.host, self.port)
@@ -227,6 +234,9 @@ class Generator:
                 got, status, answer = await self.client.post(body)
                 start = got if start is None else start
                 inbound_id = answer.get("id") if status == 202 else None
+                break
+            except Abandoned:
+                status = "abandoned"
                 break
             except (OSError, ValueError, asyncio.IncompleteReadError,
                     asyncio.LimitOverrunError, TimeoutError) as error:  # a bridge sends it again, same id
@@ -332,8 +342,11 @@ class Generator:
             await self.window_loop(end)
         else:
             await self.open_loop(start, end)
-        if self.in_flight:
+        if self.in_flight:  # a bridge's queue drains for a minute, then it stops sending
             await asyncio.wait(set(self.in_flight), timeout=60)
+            self.client.stopping = True
+        if self.in_flight:  # each on a connection ends within TIMEOUT_S, the rest at once
+            await asyncio.wait(set(self.in_flight))
         self.result.ended_at = time.time()
         await self.client.close()
         return self.result

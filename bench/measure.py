@@ -26,8 +26,8 @@ so the figures come from the rows PostgreSQL recorded:
    rate that held is `e2e_msgs_per_s`.
 3. `half`: open loop at half that rate: received -> sent latency over a steady
    window, with the Celery task events captured to split it into stages.
-4. `burst`: open loop at 3x that rate for 8 x `seconds` (40 s by default, not the 60 s
-   of the issue, to keep `make bench` near 4 minutes), then drained: the share of
+4. `burst`: open loop at 3x that rate for 60 s (as long as the SLA: the burst after a
+   TV announcement), then drained: the share of
    replies sent within the SLA of receipt.
 
 CPU comes from /proc/<pid>/stat of each process tree (PostgreSQL backends attributed
@@ -54,7 +54,7 @@ import redis
 
 from bench import report as written
 from bench.baseline import measure_broker, measure_pipeline
-from bench.cpu import cpu_between, machine_busy
+from bench.cpu import OTHER, STEAL, cpu_between, machine_busy
 from bench.gateway import System, gateway
 from bench.parser import measure as measure_parser
 from bench.phases import CONNECTIONS, WINDOW, Bench, quantile, stats
@@ -62,15 +62,15 @@ from bench.profile import stage_profile
 from workers.messages import reports
 
 BURST_FACTOR = 3.0
-BURST_ISSUE_S = 60.0  # the burst length the issue asks for
+BURST_S = 60.0  # as long as the SLA
 
 
 def _durations(seconds: float) -> dict[str, float]:
     """Phase lengths for `seconds` (the default 5 keeps `make bench` within about 6 minutes)."""
     warmup = max(seconds, 1.0)
     return {"warmup": warmup, "saturate": 4 * seconds, "sustain": 2 * seconds,
-            "half": 4 * seconds, "burst": min(8 * seconds, BURST_ISSUE_S), "inproc": seconds,
-            "drain_cap": max(30.0, 3 * min(8 * seconds, BURST_ISSUE_S) + 60)}
+            "half": 4 * seconds, "burst": BURST_S, "inproc": seconds,
+            "drain_cap": 3 * BURST_S + 60}
 
 
 def measure_e2e(seconds: float, *, redis_url: str | None = None, database_url: str | None = None,
@@ -145,6 +145,7 @@ def measure_e2e(seconds: float, *, redis_url: str | None = None, database_url: s
         receipt_span = max(max(accepted_ends, default=burst.start) - burst.start, d["burst"], 1e-9)
         burst_accepted = len(accepted_ends) / receipt_span
         offered_at = {r[4]: r[0] for r in burst.loadgen["records"] if r[3] == 202}
+        abandoned = sum(1 for r in burst.loadgen["records"] if r[3] == "abandoned")
         from_offer = [m.sent - offered_at[m.id] if m.sent is not None else math.inf
                       for m in burst_messages if m.id in offered_at]
         burst_drain_rate = len(burst_messages) / max(
@@ -163,6 +164,7 @@ def measure_e2e(seconds: float, *, redis_url: str | None = None, database_url: s
             "p95_latency_s_at_half_load": _round(quantile(steady, 0.95)),
             "p99_latency_s_at_half_load": _round(quantile(steady, 0.99)),
             "burst_sla_ok_ratio": round(burst_ratio, 4),
+            **_cpu_figures(saturate.cpu, capacity),
         },
         "details": {
             "method": "closed-loop saturation, then open-loop confirmation stepping down 10%",
@@ -195,17 +197,17 @@ def measure_e2e(seconds: float, *, redis_url: str | None = None, database_url: s
             "burst": {"offered_per_s": round(burst_rate, 1),
                       "accepted_per_s": round(burst_accepted, 1),
                       "receipt_span_s": round(receipt_span, 1),
+                      # a message the bridge gave up on counts as late from its offer
+                      "abandoned": abandoned,
                       "sla_ok_ratio_from_offer": round(
-                          sum(1 for s in from_offer if s <= sla) / len(from_offer), 4)
+                          sum(1 for s in from_offer if s <= sla) / (len(from_offer) + abandoned), 4)
                       if from_offer else 0.0,
-                      "seconds": d["burst"], "issue_seconds": BURST_ISSUE_S,
+                      "seconds": d["burst"],
                       "messages": len(burst_messages), "within_sla": ok, "sla_s": sla,
                       "latency_s": stats([s for s in latencies if s != math.inf]),
                       "unsent": sum(1 for s in latencies if s == math.inf),
                       "client_lag_s": stats([r[1] - r[0] for r in burst.loadgen["records"]]),
                       "drain_rate_per_s": round(burst_drain_rate, 1),
-                      "predicted_ratio_for_issue_burst": _predicted_burst_ratio(
-                          burst_rate, burst_accepted, burst_drain_rate, sla),
                       "cpu": burst.cpu},
             "integrity": integrity,
             "server_versions": versions,
@@ -215,21 +217,6 @@ def measure_e2e(seconds: float, *, redis_url: str | None = None, database_url: s
 
 def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
-
-
-def _predicted_burst_ratio(offered: float, arrival: float, drain: float, sla: float) -> float:
-    """The share within `sla` of receipt of a BURST_ISSUE_S burst offered at `offered`/s that
-    the ingest takes at `arrival`/s (over a longer span when it takes less) and the
-    workers answer at `drain`/s.
-
-    A message received t seconds into the burst waits behind arrival*t others and is
-    sent at arrival*t/drain: late when t * (arrival/drain - 1) > sla.
-    """
-    if arrival <= drain or drain <= 0:
-        return 1.0
-    span = BURST_ISSUE_S * max(offered / arrival, 1.0)
-    in_time = sla / (arrival / drain - 1)
-    return round(min(1.0, in_time / span), 3)
 
 
 def _integrity(bench: Bench) -> dict[str, Any]:
@@ -277,6 +264,21 @@ def _server_versions(system: System) -> dict[str, str]:
         pass
     return found
 
+
+
+# Processes on the machine that are not the gateway's: the bridge stands in elsewhere.
+NOT_GATEWAY = ("loadgen", "bench", OTHER, STEAL)
+
+
+def _cpu_figures(cpu: dict[str, Any] | None, rate: float) -> dict[str, float | None]:
+    """CPU per reply at saturation: every gateway process with its PostgreSQL backends, Redis
+    and the kernel's handling of their traffic; and the load generator's own."""
+    if not cpu or not rate:
+        return {"gateway_cpu_ms_per_msg": None, "loadgen_cpu_ms_per_msg": None}
+    cores = cpu["cores"]
+    gateway = sum(v for name, v in cores.items() if name not in NOT_GATEWAY)
+    return {"gateway_cpu_ms_per_msg": round(gateway * 1000 / rate, 2),
+            "loadgen_cpu_ms_per_msg": round(cores.get("loadgen", 0.0) * 1000 / rate, 3)}
 
 
 def run(seconds: float, out: Path, *, redis_url: str | None = None,
