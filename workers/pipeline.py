@@ -13,7 +13,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import psycopg
@@ -140,38 +140,53 @@ def _dispatch(p: Pipeline, ids: list[int], out: Dispatched) -> None:
         messages.mark_dispatched(conn, routes)
 
 
+class _HandlerFailed(Exception):
+    """A handler raised in a batch run without a savepoint per message: run it again with."""
+
+
 def answer(p: Pipeline, service: str, ids: list[int]) -> list[int]:
     """Run `service`'s handler for each message and queue its reply; the new outbound ids.
 
     Raises StoreUnavailable when a backing store cannot answer, so the task can retry.
-    A message whose handler fails otherwise becomes a dead letter; the others go on.
+    A message whose handler fails otherwise becomes a dead letter; the others go on. The
+    batch runs in one transaction; only when a handler fails is it rolled back and run
+    again with a savepoint around each message (two statements each, saved otherwise).
     """
-    handler = p.registry[service].handler
-    queued: list[int] = []
     try:
-        with p.pool.connection() as conn, conn.transaction():
-            for row in messages.unfinished_inbound(conn, ids):
-                if handler is None:
-                    messages.add_dead_letter(conn, task="answer", inbound_id=row.id,
-                                             reason=f"service {service} is not offered yet")
-                    continue
-                try:
-                    with conn.transaction():
-                        parsed = p.index.parse(row.shortcode, row.text)
-                        reply = handler(conn, Request(row.sender, parsed, row.received_at))
-                        outbound_ids = _reply(conn, p, row, reply)
-                except psycopg.OperationalError:
-                    raise
-                except Exception as error:  # a bug for this message must not block the others
-                    log.exception("handler %s failed", service, extra=correlation(row.id))
-                    messages.add_dead_letter(conn, task="answer", inbound_id=row.id,
-                                             reason=f"{type(error).__name__} in {service}")
-                    continue
-                log.info("answered: %s.%s", reply.service, reply.outcome,
-                         extra=correlation(row.id))
-                queued += outbound_ids
+        try:
+            return _answer(p, service, ids, isolated=False)
+        except _HandlerFailed:
+            return _answer(p, service, ids, isolated=True)
     except psycopg.OperationalError as error:
         raise StoreUnavailable(f"{type(error).__name__}") from error
+
+
+def _answer(p: Pipeline, service: str, ids: list[int], *, isolated: bool) -> list[int]:
+    handler = p.registry[service].handler
+    queued: list[int] = []
+    with p.pool.connection() as conn, conn.transaction():
+        for row in messages.unfinished_inbound(conn, ids):
+            if handler is None:
+                messages.add_dead_letter(conn, task="answer", inbound_id=row.id,
+                                         reason=f"service {service} is not offered yet")
+                continue
+            try:
+                with conn.transaction() if isolated else nullcontext():
+                    parsed = p.index.parse(row.shortcode, row.text)
+                    reply = handler(conn, Request(row.sender, parsed, row.received_at))
+                    outbound_ids = _reply(conn, p, row, reply)
+            except psycopg.OperationalError:
+                raise
+            except Exception as error:  # a bug for this message must not block the others
+                if not isolated:
+                    raise _HandlerFailed from error
+                log.exception("handler %s failed", service, extra=correlation(row.id))
+                messages.add_dead_letter(conn, task="answer", inbound_id=row.id,
+                                         reason=f"{type(error).__name__} in {service}")
+                continue
+            log.info("answered: %s.%s", reply.service, reply.outcome,
+                     extra=correlation(row.id))
+            queued += outbound_ids
     return queued
 
 
@@ -206,31 +221,33 @@ class Delivered:
 
 def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: list[int],
             stale_s: float = 30.0, budget_s: float = DELIVER_BUDGET_S) -> Delivered:
-    """Send each part once: claim it (committed), hand it to the transport, record the outcome.
+    """Send each part once: claim the batch (committed), hand each part to the transport and
+    record its outcome at once (one statement, committed by itself).
 
-    Between the submit and the record of it, a crash leaves the part claimed; the
-    sender that claims it again once the claim is stale sends it again and flags it
-    as a possible duplicate: at most one duplicate per crash, never a lost SMS.
+    Between a submit and the record of it, a crash leaves the part claimed; the sender
+    that claims it again once the claim is stale sends it again and flags it as a possible
+    duplicate: at most one duplicate per crash, never a lost SMS. Parts a crash left
+    claimed but not tried are flagged as well, though never sent twice.
     """
     out = Delivered()
     until = time.monotonic() + budget_s
     with pool.connection() as conn:
-        for n, outbound_id in enumerate(ids):
-            if n and time.monotonic() > until:  # a slow link must not hold a batch past its time limit
-                out.later = ids[n:]
-                break
-            _deliver_one(conn, transport, sealer, outbound_id, stale_s, out)
+        conn.autocommit = True  # each record below is one statement: its own transaction
+        try:
+            claimed, out.busy = messages.claim_many(conn, ids, stale_s)
+            for n, part in enumerate(claimed):
+                if n and time.monotonic() > until:  # a slow link must not hold a batch past
+                    out.later = [c.id for c in claimed[n:]]  # its time limit
+                    messages.unclaim(conn, out.later)
+                    break
+                _deliver_one(conn, transport, sealer, part, out)
+        finally:
+            conn.autocommit = False
     return out
 
 
 def _deliver_one(conn: psycopg.Connection, transport: Transport, sealer: Sealer,
-                 outbound_id: int, stale_s: float, out: Delivered) -> None:
-    claimed = messages.claim_outbound(conn, outbound_id, stale_s)
-    conn.commit()
-    if claimed is True:
-        out.busy.append(outbound_id)
-    if not isinstance(claimed, messages.Claimed):
-        return  # sent or failed already: a redelivered task
+                 claimed: messages.Claimed, out: Delivered) -> None:
     text = sealer.unseal(claimed.text) if claimed.sealed else claimed.text
     sms = Sms(claimed.id, claimed.inbound_id, claimed.sender, claimed.recipient, text,
               part=claimed.part, parts=claimed.parts, reference=claimed.reference,
@@ -247,12 +264,11 @@ def _deliver_one(conn: psycopg.Connection, transport: Transport, sealer: Sealer,
             if out.deadline is None or claimed.deadline < out.deadline:
                 out.deadline = claimed.deadline
         else:
-            _fail(conn, claimed.id, error.reason)
+            with conn.transaction():
+                _fail(conn, claimed.id, error.reason)
             out.failed.append(claimed.id)
-        conn.commit()
         return
     messages.mark_sent(conn, claimed.id, transport_id)
-    conn.commit()
     out.sent.append(claimed.id)
     # Never the text: a client's may carry anything, a sealed one a password or code.
     log.info("sent %s to %s from %s: part %d of %d, %d characters%s", claimed.id,

@@ -37,6 +37,7 @@ from workers.messages.outbound import (
     add_notice,
     add_reply,
     answers,
+    claim_many,
     claim_outbound,
     mark_failed,
     mark_sent,
@@ -45,14 +46,15 @@ from workers.messages.outbound import (
     release,
     replies,
     replies_to,
+    unclaim,
 )
 from workers.messages.reports import Stale, fees, received_between, sla, stale, waiting
 
 __all__ = [
     "FINAL_DELIVERY", "MAX_TEXT", "REPLY_OF", "Claimed", "DeadLetter", "Inbound", "NewInbound",
     "Parts", "Recorded", "Stale", "add_dead_letter", "add_notice", "add_reply", "answers",
-    "claim_outbound", "dead_letters", "describe", "fees", "mark_dispatched", "mark_failed",
-    "mark_sent", "open_dead_letters", "received_between", "record_delivery", "record_inbound",
-    "record_inbound_many", "record_receipt", "release", "replay_dead_letter", "replies",
-    "replies_to", "sla", "stale", "unfinished_inbound", "waiting",
+    "claim_many", "claim_outbound", "dead_letters", "describe", "fees", "mark_dispatched",
+    "mark_failed", "mark_sent", "open_dead_letters", "received_between", "record_delivery",
+    "record_inbound", "record_inbound_many", "record_receipt", "release", "replay_dead_letter",
+    "replies", "replies_to", "sla", "stale", "unclaim", "unfinished_inbound", "waiting",
 ]

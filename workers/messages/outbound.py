@@ -82,19 +82,23 @@ def add_notice(conn: psycopg.Connection, *, key: str, sender: str, recipient: st
 _CLAIM = """
 UPDATE outbound SET state = 'sending', claimed_at = now(), attempts = attempts + 1,
                     possible_duplicate = possible_duplicate OR state = 'sending'
-WHERE id = %(id)s AND (state = 'queued' OR
+WHERE id = ANY(%(ids)s) AND (state = 'queued' OR
                        (state = 'sending' AND claimed_at < now() - make_interval(secs => %(stale)s)))
 RETURNING id, inbound_id, sender, recipient, text, deadline, sealed, part, parts, reference, coding
 """
-_BUSY = "SELECT state = 'sending' FROM outbound WHERE id = %s"
-_MARK_SENT = """
-UPDATE outbound SET state = 'sent', sent_at = now(), transport_id = %(tid)s, error = NULL
-WHERE id = %(id)s AND state = 'sending'
+_BUSY = "SELECT id FROM outbound WHERE id = ANY(%s) AND state = 'sending'"
+# Parts claimed but not tried (the batch ran out of time): queued again, the attempt uncounted.
+_UNCLAIM = """
+UPDATE outbound SET state = 'queued', attempts = attempts - 1
+WHERE id = ANY(%s) AND state = 'sending'
 """
-# A receipt that came before the submit answer waits in `receipts` for its id.
-_EARLY_RECEIPT = """
-UPDATE outbound SET delivery = r.state, delivery_at = r.received_at
-FROM receipts r WHERE outbound.id = %(id)s AND r.transport_id = %(tid)s
+# Sent, and a receipt that came before the submit answer (it waits in `receipts`) applied.
+_MARK_SENT = """
+UPDATE outbound SET state = 'sent', sent_at = now(), transport_id = t.tid, error = NULL,
+       delivery = coalesce(r.state, outbound.delivery),
+       delivery_at = coalesce(r.received_at, outbound.delivery_at)
+FROM (SELECT %(tid)s::text AS tid) t LEFT JOIN receipts r ON r.transport_id = t.tid
+WHERE outbound.id = %(id)s AND outbound.state = 'sending'
 """
 _RELEASE = """
 UPDATE outbound SET state = 'queued', error = %(reason)s, attempts = attempts - %(uncount)s,
@@ -127,19 +131,30 @@ class Claimed:
 def claim_outbound(conn: psycopg.Connection, outbound_id: int,
                    stale_s: float) -> Claimed | bool | None:
     """The part, claimed; True when another sender holds it; None when sent or failed."""
+    claimed, busy = claim_many(conn, [outbound_id], stale_s)
+    return claimed[0] if claimed else (True if busy else None)
+
+
+def claim_many(conn: psycopg.Connection, ids: list[int],
+               stale_s: float) -> tuple[list[Claimed], list[int]]:
+    """The parts claimed, in the order of `ids`, and those another sender holds; the rest
+    are sent or failed already. One statement for the batch."""
     with conn.cursor(row_factory=class_row(Claimed)) as cur:
-        claimed = cur.execute(_CLAIM, {"id": outbound_id, "stale": stale_s}).fetchone()
-    if claimed is not None:
-        return claimed
-    busy = conn.execute(_BUSY, (outbound_id,)).fetchone()
-    return True if busy and busy[0] else None
+        found = {c.id: c for c in cur.execute(_CLAIM, {"ids": ids, "stale": stale_s})}
+    missing = [i for i in ids if i not in found]
+    busy = {row[0] for row in conn.execute(_BUSY, (missing,))} if missing else set()
+    return [found[i] for i in ids if i in found], [i for i in missing if i in busy]
+
+
+def unclaim(conn: psycopg.Connection, ids: list[int]) -> None:
+    """Claimed parts not tried after all: queued again, as if never claimed."""
+    if ids:
+        conn.execute(_UNCLAIM, (ids,))
 
 
 def mark_sent(conn: psycopg.Connection, outbound_id: int, transport_id: str | None) -> None:
     """The transport accepted the part; a receipt that came first is applied now."""
     conn.execute(_MARK_SENT, {"id": outbound_id, "tid": transport_id})
-    if transport_id:
-        conn.execute(_EARLY_RECEIPT, {"id": outbound_id, "tid": transport_id})
 
 
 def release(conn: psycopg.Connection, outbound_id: int, reason: str, *,
