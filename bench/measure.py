@@ -58,7 +58,7 @@ from bench.cpu import OTHER, STEAL, cpu_between, machine_busy
 from bench.gateway import System, gateway
 from bench.parser import measure as measure_parser
 from bench.phases import CONNECTIONS, WINDOW, Bench, quantile, stats
-from bench.profile import stage_profile
+from bench.profile import stage_profile, tasks_started
 from workers.messages import reports
 
 BURST_FACTOR = 3.0
@@ -95,6 +95,9 @@ def measure_e2e(seconds: float, *, redis_url: str | None = None, database_url: s
         bench.drain(60)
         sat_messages = bench.messages(saturate)
         capacity = bench.completion_rate(saturate, sat_messages)
+        tasks = tasks_started(system.folder / "logs", saturate.window_start, saturate.window_end)
+        per_task = {name: round(capacity * saturate.window / n, 1)
+                    for name, n in sorted(tasks.items()) if n}
         log(f"  saturate (closed loop, {WINDOW} in flight): {capacity:,.0f} replies/s")
 
         checks = []
@@ -180,6 +183,7 @@ def measure_e2e(seconds: float, *, redis_url: str | None = None, database_url: s
             "saturate": {"completed_per_s": round(capacity, 1),
                          "accepted_per_s": round(bench.offered_rate(saturate), 1),
                          "queues_mean_depth": saturate.queues, "cpu": saturate.cpu,
+                         "messages_per_task": per_task,
                          "http_accept_s": stats([r[2] - r[1] for r in saturate.loadgen["records"]
                                                   if r[3] == 202 and saturate.window_start
                                                   <= r[1] < saturate.window_end]),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
+import datetime as dt
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 from bench.phases import Message, PhaseRun, stats
@@ -82,3 +85,19 @@ def stage_profile(run: PhaseRun, messages: list[Message]) -> dict[str, Any]:
             "claimed_to_sent": stats([m.sent - m.claimed for m in stored]),
         },
     }
+
+
+def tasks_started(logs: Path, start: float, end: float) -> Counter:
+    """Tasks the workers took in [start, end), by name without `govsms.`: from Celery's own
+    "Task NAME[id] received" line of each (INFO), so nothing is added to the run."""
+    counts: Counter = Counter()
+    for log in logs.glob("worker-*.log"):
+        with log.open(errors="replace") as lines:
+            for line in lines:
+                if '"celery.worker.strategy"' not in line or not line.startswith("{"):
+                    continue
+                entry = json.loads(line)
+                at = dt.datetime.fromisoformat(entry["ts"]).timestamp()
+                if start <= at < end and entry["msg"].startswith("Task govsms."):
+                    counts[entry["msg"][12:].split("[", 1)[0]] += 1
+    return counts

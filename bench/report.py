@@ -291,103 +291,83 @@ def analysis(report: dict[str, Any]) -> str:
     inbound_depth = sat["queues_mean_depth"].get("inbound", 0)
     burst = d["burst"]
     target_ms = 1000 * (report["cores"] or 1) / 1000
+    per_task = sat.get("messages_per_task", {})
+    batches = ", ".join(f"{name} {n:g}" for name, n in per_task.items()) or "n/a"
+    services_ms = sum(_per_msg(cores.get(n, 0.0) + backends.get(n, 0.0), rate)
+                      for n in services)
+    largest = sorted(((_per_msg(v + backends.get(k, 0.0), rate), k) for k, v in cores.items()
+                      if k not in ("loadgen", "bench", OTHER, STEAL, KERNEL, "postgres")),
+                     reverse=True)[:3]
     return f"""## Analysis
 
-**The bottleneck is CPU spent around the pipeline, not in it.** {bound} and a message
-costs {machine:.1f} ms of CPU (all cores together):
+{bound} and a message costs {machine:.1f} ms of CPU (all cores together):
 {own:.1f} ms in the gateway's own processes, Redis, PostgreSQL and the kernel's interrupt
-handling of their loopback traffic ({kernel:.1f} ms), {loadgen:.1f} ms in the load generator and
-the bench (on a real deployment the SMSC bridge runs elsewhere), and {other:.1f} ms in
-other processes on the machine. The pipeline's
-own work, the same steps called in one process with no HTTP, no broker and no logging,
-costs {inproc:.1f} ms per message ({one['python_cpu_ms_per_msg']:.1f} ms Python,
-{one['postgres_cpu_ms_per_msg']:.1f} ms PostgreSQL) and runs {one['msgs_per_s']:,.0f} msgs/s on
-one core; the parser's share of it is {1000 / report['parser_msgs_per_s']:.3f} ms. So about
-{1 - inproc / own:.0%} of the CPU a message costs is the machinery that carries it: the HTTP
-stack, three Celery hops and their logging and events. Redis itself takes {redis_ms:.1f} ms per
-message: the broker is far from its ceiling (`e2e_to_broker_ratio`
-{report['e2e_to_broker_ratio']:.4f}).
+handling of their loopback traffic ({kernel:.1f} ms), {loadgen:.2f} ms in the load generator
+and the bench (on a real deployment the SMSC bridge runs elsewhere), and {other:.1f} ms in
+other processes on the machine. The pipeline's own work, the same steps called in one
+process with no HTTP, no broker and no logging, costs {inproc:.1f} ms per message in
+batches of one ({one['python_cpu_ms_per_msg']:.1f} ms Python,
+{one['postgres_cpu_ms_per_msg']:.1f} ms PostgreSQL) and
+{fifty['python_cpu_ms_per_msg'] + fifty['postgres_cpu_ms_per_msg']:.1f} ms in batches of 50;
+the parser's share is {1000 / report['parser_msgs_per_s']:.3f} ms. Redis takes
+{redis_ms:.2f} ms per message (`e2e_to_broker_ratio` {report['e2e_to_broker_ratio']:.4f}).
+
+**Batches.** Messages per task at saturation, counted from the workers' own "received"
+lines over the window: {batches}. The ingest gathers a batch for 10 ms, and for up to
+50 ms while tasks wait on `inbound` or `outbound`; each dispatch task then fans out one
+answer task per service it found, and each answer task one deliver task. So the hops'
+cost is shared by that many messages, and the steps' own CPU falls toward the batch-of-50
+figure as the batches grow.
 
 CPU per message at saturation, by stage (ms; Python = the process and its pool children,
-PostgreSQL = the backends serving it; "alone" = the same step's Python in one process):
+PostgreSQL = the backends serving it; "alone" = the same step's Python in one process,
+batches of one):
 
 | stage | Python | PostgreSQL | alone | overhead |
 |---|---|---|---|---|
 {chr(10).join(rows)}
 
-A Celery hop costs about **{hop:.1f} ms of CPU per task** beyond the work it runs (the
-dispatch and deliver rows): fetching the message from Redis, prefork IPC between the
-worker and its child, the late acknowledgement, the `task-sent` event (the workers'
-own events are off unless Flower watches), publishing the next task and the INFO log
-lines (Celery's "received"/"succeeded" and ours, JSON, masked). At these rates each
-message still pays it about three times, batches being of one or two, for work that takes well under a millisecond in
-dispatch and deliver. With every process sharing two cores, the backlog of a saturated
-gateway sits in the first queue (`inbound`, mean depth {inbound_depth:g});
-every stage runs at the speed the shared CPU allows.
+The largest consumers per message: {", ".join(f"{k} {v:.2f} ms" for v, k in largest)};
+the four service workers together {services_ms:.2f} ms, of which the 8188 registrations'
+argon2id hashes (about 0.1 s of CPU each, 0.5% of the traffic) are about
+{0.005 * 100:.1f} ms per message on average. A Celery hop beyond its work costs about
+{hop:.1f} ms per message at these batch sizes (dispatch and deliver rows).
 
-Latency at half load is short and made of many small waits: p50
-{_fmt(report.get('p50_latency_s_at_half_load'))} s, p99
+Latency at half load: p50 {_fmt(report.get('p50_latency_s_at_half_load'))} s, p99
 {_fmt(report.get('p99_latency_s_at_half_load'))} s; the largest stage on average is
-`{slowest}` ({slowest_ms:.1f} ms).
-In the burst ({burst['offered_per_s']:,.0f}/s offered) the ingest took
-{burst['accepted_per_s']:,.0f}/s while replies went out at about
-{burst['drain_rate_per_s']:,.0f}/s, so the backlog grew at the difference: a
-{burst['seconds']:g} s burst gave {report['burst_sla_ok_ratio']:.1%} within the SLA of receipt
-({burst['sla_ok_ratio_from_offer']:.1%} counted from when the bridge had the message). The ingest, sharing the cores with the workers,
-is the first to push back: the bridge waited up to {_fmt(burst['client_lag_s'].get('max'))} s
-for one of its {d['loadgen_connections']} connections, and an SMSC would see the same
-back-pressure.
+`{slowest}` ({slowest_ms:.1f} ms). In the burst ({burst['offered_per_s']:,.0f}/s offered)
+the ingest took {burst['accepted_per_s']:,.0f}/s and replies went out at about
+{burst['drain_rate_per_s']:,.0f}/s: {report['burst_sla_ok_ratio']:.1%} within the SLA of
+receipt ({burst['sla_ok_ratio_from_offer']:.1%} counted from when the bridge had the
+message). While the workers are behind, the ingest's longer batches hold each of the
+bridge's {d['loadgen_connections']} connections longer, so the door takes about what the
+workers clear and the rest waits at the bridge (up to
+{_fmt(burst['client_lag_s'].get('max'))} s here), as an SMSC's store-and-forward would hold it.
 
 The target of 1,000 msgs/s on {report['cores']} cores leaves {target_ms:.1f} ms of CPU per
 message for everything. This run: {report['e2e_msgs_per_s']:,.0f} msgs/s, about
-{1000 / max(report['e2e_msgs_per_s'], 1):.0f}x short. Even the pipeline alone in one process with
-batches of 50 costs {fifty['python_cpu_ms_per_msg'] + fifty['postgres_cpu_ms_per_msg']:.1f} ms
-per message; tuning alone will not close that gap.
+{1000 / max(report['e2e_msgs_per_s'], 1):.1f}x short.
 
 ## What would raise throughput
 
 In order of expected gain, each estimated from the numbers above:
 
-1. **Bigger batches from the first hop on.** Every task takes a list of ids, and the
-   ingest records and enqueues together what arrives within `ingest_linger_ms` (10 ms):
-   one transaction, one dispatch task. At these rates that is one or two messages per
-   batch: the bridge's 16 connections each wait for their answer, so about
-   {rate * 0.01:.1f} messages arrive per 10 ms. Batches grow only with the rate (or a
-   longer linger, paid in latency by every message). A trial with a bridge posting 100
-   messages per request to `POST /v1/messages/inbound/batch` over 4 connections gained
-   about 15%: the first hop was then batched, but dispatch still fans out one answer task
-   per service and each answer task one deliver task, so the outbound worker runs many
-   small tasks. At ~{hop:.0f} ms per hop, batches of 50 at every hop would cut the per-message
-   hop cost from ~{3 * hop:.0f} ms to ~{3 * hop / 50:.1f} ms; in one process, batches of 50 also cut
-   the steps' own CPU from {inproc:.1f} to
-   {fifty['python_cpu_ms_per_msg'] + fifty['postgres_cpu_ms_per_msg']:.1f} ms per message.
-2. **Fewer hops per message.** Parse at the ingest (the parser costs
-   {1000 / report['parser_msgs_per_s']:.3f} ms) and publish straight to `svc.<service>`, and
-   deliver in the answer task when the transport is local or fast (file, Kannel), leaving
-   the outbound queue for retries: one hop instead of three, ~{2 * hop:.0f} ms less per message.
-3. **A cheaper ingest.** The ingest spends
-   {_per_msg(cores.get('ingest', 0.0), rate):.1f} ms per message for
-   {steps.get('record', 0.0):.2f} ms of recording: FastAPI and pydantic per request, then
-   per batch a thread-pool hop, one INSERT per message in one pipelined round trip, a
-   commit and a Celery publish. The load generator, standing in for the bridge on the
-   same two cores, costs as much again per request.
-4. **Cheaper hops.** Log the per-message
-   INFO lines at DEBUG (about ten JSON lines per message, each masked by a regex), and run
-   the inbound and outbound workers on a thread pool instead of prefork on a small machine
-   (no pickling through pipes to a child).
-5. **Fewer round trips.** About 13 statements (and savepoints), 6 commits and 4 pool
-   checkouts, each with a health check, per message (counted with cProfile on the
-   in-process loop). Checking a pooled connection
-   on every checkout (`check=ConnectionPool.check_connection`) adds a round trip per
-   checkout: check it only after an error. Fold `unfinished_inbound` + `mark_dispatched`
-   into one `UPDATE ... RETURNING`, and claim + mark sent into one statement for transports
-   that answer synchronously. psycopg 3 already prepares a statement after its fifth
-   execution on a connection, so explicit prepared statements add little.
-6. **Prefetch and processes.** `unacked` (tasks held by workers) averaged
-   {sat['queues_mean_depth'].get('unacked', 0):g}: prefetch is not what starves the workers, the
-   CPU is. On 2 cores, {len([k for k in cores if k.startswith('worker-')])} worker
-   processes plus the ingest compete for the same cores; one worker consuming every
-   `svc.*` queue would do with fewer processes. The design scales out by adding
-   machines (KEDA on queue depth, docs/deploy.md): the per-message CPU above sets the
-   cores needed, about {own:.0f} cores per 1,000 msgs/s today.
+1. **The steps' own statements.** In one process, batches of 50 still cost
+   {fifty['python_cpu_ms_per_msg'] + fifty['postgres_cpu_ms_per_msg']:.1f} ms per message:
+   each reply is one INSERT per part and each service handler runs its registry look-ups
+   per message. One statement per batch (`unnest` inserts, the look-ups of a batch in one
+   `= ANY(...)` query) and one pool checkout per task without a health check (check after
+   an error only) would take most of the PostgreSQL share.
+2. **Fewer answer and deliver tasks.** Dispatch fans out per service, answer per batch:
+   at the batch sizes above, answer and deliver tasks carry a few messages each. One
+   worker consuming every `svc.*` queue could take a dispatch batch's services in one
+   task, and fewer processes would share the two cores; per-service workers stay one
+   setting away for isolation.
+3. **Logging per batch.** About nine INFO lines a message (Celery's "received" and
+   "succeeded" per task, and ours per message: received, routed, answered, sent), each
+   formatted as JSON and masked (about 0.07 ms a line): one line per batch at INFO,
+   the per-message lines at DEBUG, a message's history read from PostgreSQL.
+4. **The ingest.** {_per_msg(cores.get('ingest', 0.0), rate):.2f} ms per message for
+   {steps.get('record', 0.0):.2f} ms of recording: FastAPI and pydantic per request; a
+   leaner route for the bridge's door would take part of it.
 """
