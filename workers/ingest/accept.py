@@ -152,24 +152,19 @@ class Batcher:
     (up to `max_batch`), then all are recorded in one transaction and enqueued in one task.
     Messages arriving while a batch is written wait for the next.
 
-    While the workers are behind (`depth()` > 0: tasks wait on their queues) a batch gathers
-    for longer, up to `linger_max_s`, since its messages would wait in a queue anyway and one
-    task for many pays a Celery hop once: batches, and the service and deliver tasks after
-    them, grow with the load and stay small when it is light. It stops gathering once every
-    request the door let in (`active()`) waits on it: a bridge whose every connection waits
-    for its answer sends nothing more.
+    While the workers are behind (`depth()` > 0, tasks waiting on their queues, read after
+    each linger) a batch waits longer, up to `linger_max_s`: its messages would wait in the queue
+    anyway, and one task for many costs a Celery hop once. So batches, and the service and
+    deliver tasks that follow them, grow with the load and stay small when it is light.
     """
 
     def __init__(self, ingest: Ingest, *, linger_s: float, linger_max_s: float | None = None,
-                 depth: Callable[[], int] | None = None, active: Callable[[], int] | None = None,
-                 max_batch: int = MAX_BATCH) -> None:
+                 depth: Callable[[], int] | None = None, max_batch: int = MAX_BATCH) -> None:
         self.ingest = ingest
         self.linger_s = linger_s
         self.linger_max_s = max(linger_s, linger_max_s or 0.0)
         self.depth = depth
-        self.active = active
         self.max_batch = max_batch
-        self._callers = 0  # requests waiting on a batch, pending or being written
         self._pending: list[tuple[InboundSms, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
 
@@ -180,11 +175,7 @@ class Batcher:
         self._pending.extend(zip(batch, futures, strict=True))
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write())
-        self._callers += 1
-        try:
-            return list(await asyncio.gather(*futures))
-        finally:
-            self._callers -= 1
+        return list(await asyncio.gather(*futures))
 
     def _backlogged(self) -> bool:
         if self.depth is None:
@@ -199,10 +190,7 @@ class Batcher:
         while len(self._pending) < self.max_batch:
             await asyncio.sleep(self.linger_s)
             waited += self.linger_s
-            if waited >= self.linger_max_s or (
-                    self.active is not None and self._callers >= self.active()):
-                return
-            if not await run_in_threadpool(self._backlogged):
+            if waited >= self.linger_max_s or not await run_in_threadpool(self._backlogged):
                 return
 
     async def _write(self) -> None:

@@ -133,28 +133,6 @@ def check_client(settings: Settings, authorization: str) -> Refusal | None:
     return None
 
 
-class InFlight:
-    """ASGI middleware: how many HTTP requests are being answered now (those the door let in)."""
-
-    @dataclass
-    class Count:
-        count: int = 0
-
-    def __init__(self, app: ASGIApp, *, count: InFlight.Count) -> None:
-        self.app = app
-        self.requests = count
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        self.requests.count += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.requests.count -= 1
-
-
 class Door:
     """ASGI middleware: authenticate from the headers, bound the body, then let the app read."""
 

@@ -114,8 +114,7 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
         app.state.ingest = Ingest(settings, pool, broker)
         app.state.batcher = Batcher(app.state.ingest, linger_s=settings.ingest_linger_ms / 1000,
                                     linger_max_s=settings.ingest_linger_max_ms / 1000,
-                                    depth=lambda: backlog(depth),
-                                    active=lambda: app.state.requests.count)
+                                    depth=lambda: backlog(depth))
         app.state.api = ClientApi(settings, pool, broker, RateLimiter(limits),
                                   Templates.load(settings.templates), clock)
         app.state.redis = limits
@@ -134,8 +133,6 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
     app.include_router(client_api)
     app.state.settings = settings
     app.state.secret = settings.secret()
-    app.state.requests = door.InFlight.Count()
-    app.add_middleware(door.InFlight, count=app.state.requests)  # inside the door
     app.add_middleware(door.Door, settings=settings, secret=app.state.secret)
     app.add_exception_handler(RequestValidationError, door.invalid_request)
     bridge = [Depends(_check_bridge)]
