@@ -13,8 +13,10 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import cache, partial
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -221,40 +223,60 @@ class Delivered:
 
 def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: list[int],
             stale_s: float = 30.0, budget_s: float = DELIVER_BUDGET_S) -> Delivered:
-    """Send each part once: claim the batch (committed), hand each part to the transport and
-    record its outcome at once (one statement, committed by itself).
+    """Send each part once: claim the batch (committed), hand the parts to the transport,
+    `transport.window` at a time (1 unless it says more), and record each outcome at once
+    (one statement, committed by itself).
 
     Between a submit and the record of it, a crash leaves the part claimed; the sender
     that claims it again once the claim is stale sends it again and flags it as a possible
-    duplicate: at most one duplicate per crash, never a lost SMS. Parts a crash left
-    claimed but not tried are flagged as well, though never sent twice.
+    duplicate: at most one duplicate per part in flight when the crash came (the window),
+    never a lost SMS. Parts a crash left claimed but not tried are flagged as well, though
+    never sent twice.
     """
     out = Delivered()
     until = time.monotonic() + budget_s
+    window = max(1, getattr(transport, "window", 1))
     with pool.connection() as conn:
         conn.autocommit = True  # each record below is one statement: its own transaction
         try:
             claimed, out.busy = messages.claim_many(conn, ids, stale_s)
-            for n, part in enumerate(claimed):
+            for n in range(0, len(claimed), window):
                 if n and time.monotonic() > until:  # a slow link must not hold a batch past
                     out.later = [c.id for c in claimed[n:]]  # its time limit
                     messages.unclaim(conn, out.later)
                     break
-                _deliver_one(conn, transport, sealer, part, out)
+                chunk = claimed[n:n + window]
+                submitted = (map(partial(_submit, transport, sealer), chunk) if len(chunk) == 1
+                             else _senders(window).map(partial(_submit, transport, sealer), chunk))
+                for part, (sms, result) in zip(chunk, submitted, strict=True):
+                    _record(conn, part, sms, result, out)
         finally:
             conn.autocommit = False
     return out
 
 
-def _deliver_one(conn: psycopg.Connection, transport: Transport, sealer: Sealer,
-                 claimed: messages.Claimed, out: Delivered) -> None:
+@cache
+def _senders(window: int) -> ThreadPoolExecutor:
+    """Threads that submit a window of parts at once (one pool per process and size)."""
+    return ThreadPoolExecutor(window, thread_name_prefix="submit")
+
+
+def _submit(transport: Transport, sealer: Sealer,
+            claimed: messages.Claimed) -> tuple[Sms, str | None | TransportError]:
     text = sealer.unseal(claimed.text) if claimed.sealed else claimed.text
     sms = Sms(claimed.id, claimed.inbound_id, claimed.sender, claimed.recipient, text,
               part=claimed.part, parts=claimed.parts, reference=claimed.reference,
               coding=claimed.coding, sealed=claimed.text if claimed.sealed else None)
     try:
-        transport_id = transport.send(sms)
+        return sms, transport.send(sms)
     except TransportError as error:
+        return sms, error
+
+
+def _record(conn: psycopg.Connection, claimed: messages.Claimed, sms: Sms,
+            result: str | None | TransportError, out: Delivered) -> None:
+    if isinstance(result, TransportError):
+        error = result
         if error.retryable:
             limited = isinstance(error, RateLimited)
             messages.release(conn, claimed.id, error.reason, count_attempt=not limited,
@@ -268,12 +290,12 @@ def _deliver_one(conn: psycopg.Connection, transport: Transport, sealer: Sealer,
                 _fail(conn, claimed.id, error.reason)
             out.failed.append(claimed.id)
         return
-    messages.mark_sent(conn, claimed.id, transport_id)
+    messages.mark_sent(conn, claimed.id, result)
     out.sent.append(claimed.id)
     # Never the text: a client's may carry anything, a sealed one a password or code.
     log.info("sent %s to %s from %s: part %d of %d, %d characters%s", claimed.id,
              mask_digits(claimed.recipient), claimed.sender, claimed.part, claimed.parts,
-             len(text), " (sealed)" if claimed.sealed else "",
+             len(sms.text), " (sealed)" if claimed.sealed else "",
              extra=correlation(claimed.inbound_id, claimed.id))
 
 

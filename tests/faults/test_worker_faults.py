@@ -105,9 +105,10 @@ def restart_worker(gw: Gateway, name: str, n: int) -> str:
 def test_outbound_killed_between_submit_and_record_loses_nothing_flags_duplicates(
         redis_server_own, gateway_on, smsbox_factory, conn):
     box = smsbox_factory(delay_s=1.5)
-    # One sending process: each crash then cuts short at most one submit, as the bound
-    # below counts (with two, a crash can catch two SMS in the SMSC's hands).
-    gw = gateway_on(redis_server_own.spec.url, transport=box.url, beat=True,
+    # One sending process with a window of one: each crash then cuts short at most one
+    # submit, as the bound below counts (with W submits in flight, a crash can catch W in
+    # the SMSC's hands: at most W duplicates a crash, each flagged).
+    gw = gateway_on(redis_server_own.spec.url, transport=f"{box.url}?window=1", beat=True,
                     GOVSMS_VISIBILITY_TIMEOUT="6", GOVSMS_RECONCILE_EVERY_S="2",
                     GOVSMS_RECONCILE_AFTER_S="10", GOVSMS_CONCURRENCY="1")
     messages = ids("crash", 8)

@@ -159,3 +159,9 @@ def test_the_pipeline_hands_the_file_transport_the_sealed_form(conn, database_ur
     [line] = [json.loads(x) for x in (tmp_path / "outbox.jsonl").read_text().splitlines()]
     assert "493817" not in json.dumps(line) and line["sealed"] is True
     assert p.sealer.unseal(line["text"]) == "Kod: 493817"
+
+
+def test_the_kannel_window_comes_from_the_url():
+    url = "kannel+http://gw:pw@127.0.0.1:13013/cgi-bin/sendsms"
+    assert from_url(url).window == 8
+    assert from_url(f"{url}?window=2").window == 2

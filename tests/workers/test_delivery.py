@@ -185,3 +185,33 @@ def test_a_batch_out_of_time_leaves_the_parts_it_did_not_try_for_later(conn, p):
     assert (done.sent, done.later, len(transport.sent)) == (ids[:1], ids[1:], 1)
     states = conn.execute("SELECT state FROM outbound ORDER BY id").fetchall()
     assert [s[0] for s in states] == ["sent", "queued", "queued"]
+
+
+class SlowLink(MemoryTransport):
+    """Answers each submit after a while, and counts how many it holds at once."""
+
+    def __init__(self, window: int) -> None:
+        super().__init__()
+        self.window = window
+        self.held = self.most_held = 0
+        self._lock = threading.Lock()
+
+    def send(self, sms: Sms) -> str | None:
+        with self._lock:
+            self.held += 1
+            self.most_held = max(self.most_held, self.held)
+        time.sleep(0.05)
+        with self._lock:
+            self.held -= 1
+        return super().send(sms)
+
+
+def test_a_transport_with_a_window_has_that_many_submits_in_flight(conn, p):
+    ids = [pipeline.dispatch(p, [receive(conn, "hello", external_id=f"w-{n}")]).outbound[0]
+           for n in range(9)]
+    link = SlowLink(window=4)
+    done = pipeline.deliver(p.pool, link, p.sealer, ids)
+    assert link.most_held == 4
+    assert sorted(done.sent) == sorted(ids) and sorted(s.outbound_id for s in link.sent) == sorted(ids)
+    states = conn.execute("SELECT state, count(*) FROM outbound GROUP BY 1").fetchall()
+    assert states == [("sent", 9)]
