@@ -58,6 +58,16 @@ class System:
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url)
 
+    def start_flower(self) -> None:
+        """Flower as `govsms run` starts it: while it watches, every worker sends task events."""
+        logs = self.folder / "logs"
+        env = local_gateway.child_env(self.settings, carry_secrets=True, extra={
+            "GOVSMS_FLOWER_PORT": str(embedded.free_port())})
+        local_gateway.start(self.settings, logs, local_gateway.supervised(
+            self.supervisor, logs, env), only=("flower",))
+        self.roots.update((c.name, c.process.pid) for c in self.supervisor.children
+                          if c.name == "flower")
+
     def snapshot(self, loadgen: int | None = None) -> cpu.CpuSnapshot:
         """CPU so far of each process group, and of each PostgreSQL backend by its client."""
         return cpu.snapshot(self.roots, self.connect,

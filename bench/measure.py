@@ -26,9 +26,11 @@ so the figures come from the rows PostgreSQL recorded:
    rate that held is `e2e_msgs_per_s`.
 3. `half`: open loop at half that rate: received -> sent latency over a steady
    window, with the Celery task events captured to split it into stages.
-4. `burst`: open loop at 3x that rate for 60 s (as long as the SLA: the burst after a
-   TV announcement), then drained: the share of
+4. `burst`: open loop at 3x that rate for 12 x `seconds`, 60 s at most and by default (as
+   long as the SLA: the burst after a TV announcement), then drained: the share of
    replies sent within the SLA of receipt.
+5. `flower`: `saturate` again with Flower running (after the burst), as `govsms run` starts
+   it: it turns the workers' task events on, and every task then sends three.
 
 CPU comes from /proc/<pid>/stat of each process tree (PostgreSQL backends attributed
 to the process at the other end of their socket, `bench/cpu.py`), queue depths from Redis.
@@ -63,14 +65,15 @@ from workers.messages import reports
 
 BURST_FACTOR = 3.0
 BURST_S = 60.0  # as long as the SLA
+FLOWER_SETTLE_S = 5.0
 
 
 def _durations(seconds: float) -> dict[str, float]:
     """Phase lengths for `seconds` (the default 5 keeps `make bench` within about 6 minutes)."""
     warmup = max(seconds, 1.0)
     return {"warmup": warmup, "saturate": 4 * seconds, "sustain": 2 * seconds,
-            "half": 4 * seconds, "burst": BURST_S, "inproc": seconds,
-            "drain_cap": 3 * BURST_S + 60}
+            "half": 4 * seconds, "burst": min(12 * seconds, BURST_S), "inproc": seconds,
+            "drain_cap": 3 * min(12 * seconds, BURST_S) + 60}
 
 
 def measure_e2e(seconds: float, *, redis_url: str | None = None, database_url: str | None = None,
@@ -157,6 +160,15 @@ def measure_e2e(seconds: float, *, redis_url: str | None = None, database_url: s
         log(f"  burst {burst_rate:,.0f}/s for {d['burst']:.0f} s: {burst_ratio:.1%} within "
             f"{sla:.0f} s (drained {drained:.0f} s after)")
 
+        # The same closed loop as `saturate`, with Flower watching as `govsms run` starts it.
+        system.start_flower()
+        time.sleep(FLOWER_SETTLE_S)  # it turns the workers' events on once connected
+        watched = bench.phase("flower", "window", warmup=d["warmup"], window=d["saturate"])
+        bench.drain(60)
+        with_flower = bench.completion_rate(watched, bench.messages(watched))
+        log(f"  saturate with Flower watching: {with_flower:,.0f} replies/s "
+            f"(without: {capacity:,.0f})")
+
         integrity = _integrity(bench)
         versions = _server_versions(system)
 
@@ -168,6 +180,7 @@ def measure_e2e(seconds: float, *, redis_url: str | None = None, database_url: s
             "p99_latency_s_at_half_load": _round(quantile(steady, 0.99)),
             "burst_sla_ok_ratio": round(burst_ratio, 4),
             **_cpu_figures(saturate.cpu, capacity),
+            "e2e_msgs_per_s_with_flower": round(with_flower, 1),
         },
         "details": {
             "method": "closed-loop saturation, then open-loop confirmation stepping down 10%",
@@ -198,6 +211,8 @@ def measure_e2e(seconds: float, *, redis_url: str | None = None, database_url: s
                      "http_accept_s": stats([r[2] - r[1] for r in half.loadgen["records"]
                                               if r[3] == 202 and half.window_start <= r[1]
                                               < half.window_end])},
+            "flower": {"saturated_per_s": round(with_flower, 1),
+                       "saturated_without_per_s": round(capacity, 1), "cpu": watched.cpu},
             "burst": {"offered_per_s": round(burst_rate, 1),
                       "accepted_per_s": round(burst_accepted, 1),
                       "receipt_span_s": round(receipt_span, 1),

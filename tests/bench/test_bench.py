@@ -21,7 +21,8 @@ from workers.local.demo import every_row_in_every_keyword
 KEYS = ("parser_msgs_per_s", "broker_ops_per_s", "e2e_msgs_per_s", "p50_latency_s_at_half_load",
         "p95_latency_s_at_half_load", "p99_latency_s_at_half_load", "burst_sla_ok_ratio",
         "e2e_to_broker_ratio", "cores", "versions", "burst_seconds", "exactly_one_reply",
-        "duplicates", "missing", "measured_at", "details")
+        "duplicates", "missing", "measured_at", "details", "gateway_cpu_ms_per_msg",
+        "loadgen_cpu_ms_per_msg", "e2e_msgs_per_s_with_flower")
 
 
 def test_the_load_generator_sends_every_row_of_the_seed_tables() -> None:
@@ -86,6 +87,9 @@ def test_a_tiny_bench_writes_every_figure(empty_database, fresh_redis, tmp_path:
 
     details = written["details"]
     assert details["saturate"]["cpu"]["cores"]["ingest"] > 0
+    assert details["saturate"]["messages_per_task"]["dispatch"] >= 1
+    assert written["e2e_msgs_per_s_with_flower"] > 0 and written["gateway_cpu_ms_per_msg"] > 0
+    assert 0 < written["loadgen_cpu_ms_per_msg"] < written["gateway_cpu_ms_per_msg"]
     assert details["half"]["profile"]["messages_traced"] > 0
     assert all(one["answered"] == one["messages"] > 0 for one in details["inproc"])
     markdown = (tmp_path / "benchmarks.md").read_text()
