@@ -1,0 +1,816 @@
+"""Kannel in `make bench`: Debian's Kannel on its own, then the gateway driven through it.
+
+Each measurement runs bearerbox and smsbox under a `Supervisor` (as bench/gateway.py runs the
+gateway) on free ports in a folder of their own, with Kannel's test SMSC, fakesmsc, as the
+phones: it writes MOs to bearerbox's `smsc = fake` link and logs every MT it gets
+(`Got message N: <...>`, N counting from 1), which is where the replies are counted.
+
+1. **The ceiling** (`measure_ceiling`): Kannel alone, a static-text sms-service
+   (`text = "ok"`: smsbox answers each MO itself, no HTTP). fakesmsc writes a fixed number of
+   MOs at full speed (`-i 0 -m N`), N sized from a short probe so that Kannel still has MOs
+   waiting when the window ends: the replies per second counted at fakesmsc over a steady
+   window after a warm-up is Kannel's rate flat out. fakesmsc cannot pace thousands a
+   second (between two sends it polls with a timeout rounded to 0 ms: a core of its own), so
+   it writes them all at once and Kannel works through its queue. CPU is that of bearerbox,
+   smsbox and fakesmsc (/proc/<pid>/stat, `bench.cpu`) from the first MO written to the last
+   reply received, per reply: every MO read and every reply written is in it.
+2. **Through Kannel** (`measure_through_kannel`): a second start of the gateway
+   (`bench.gateway.gateway`, the same demo data) whose outbound transport is smsbox's
+   sendsms with a dlr-url to the ingest's `/sms/dlr`, and Kannel configured with
+   deploy/kannel/smsbox.conf itself (catch-all get-url to `/sms/inbound` with the token,
+   http-request-retry, mo-recode, the sendsms-user...; only ports, the ingest's address,
+   the token, the password and the log files put in). fakesmsc writes the bench's traffic
+   (`bench.loadgen.Traffic`) at a fixed rate (`-i 1/rate -m N`):
+   - `steady`: at the rate the gateway sustained with the file transport; it holds when the
+     replies counted at fakesmsc over the window keep pace (>= 95% of the MOs written) and
+     the MOs without their reply grow by less than a second of traffic; else once more at
+     90% of the reply rate seen. The rate that held (else the last reply rate) is
+     `kannel_e2e_msgs_per_s`.
+   - `burst`: 3x that rate for 60 s; Kannel retries what the gateway refuses (503, more
+     waiting than the SLA allows) as smsbox.conf says. The share of the MOs the gateway
+     accepted that were answered within the SLA of receipt is `kannel_burst_sla_ok_ratio`.
+   Each phase restarts bearerbox with its own `smsc-id`, which Kannel hands the ingest as
+   `smsc` (the inbound `source`): PostgreSQL's rows of a phase are found by it, as the other
+   phases' by their tag.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
+
+from bench import cpu
+from bench.gateway import System, gateway
+from bench.loadgen import Traffic
+from bench.phases import stats
+from workers.local.embedded import free_port
+from workers.local.supervisor import Child, Supervisor
+from workers.messages import reports
+from workers.settings import Settings
+
+BEARERBOX = "/usr/sbin/bearerbox"
+SMSBOX = "/usr/sbin/smsbox"
+FAKESMSC = "/usr/lib/kannel/test/fakesmsc"
+DEPLOYED = Path(__file__).resolve().parents[1] / "deploy" / "kannel" / "smsbox.conf"
+
+FIGURES = ("kannel_ceiling_msgs_per_s", "kannel_cpu_ms_per_msg", "kannel_e2e_msgs_per_s",
+           "kannel_burst_sla_ok_ratio")
+BURST_FACTOR = 3.0
+BURST_S = 60.0  # as long as the SLA, as the file transport's burst
+PROBE_MOS = 5000  # the ceiling's probe: enough for a rate, done in about half a second
+MO_LINES = 2000  # distinct MOs handed to fakesmsc, which picks one at random for each send
+KANNEL_PROCESSES = ("bearerbox", "smsbox", "fakesmsc")
+
+
+def missing() -> str | None:
+    """Why Kannel cannot run here, or None when it can."""
+    absent = [p for p in (BEARERBOX, SMSBOX, FAKESMSC) if not Path(p).exists()]
+    if absent:
+        return (f"Kannel is not installed ({', '.join(absent)} missing): `make bench` installs "
+                "Debian's kannel and kannel-extras through deploy/ensure-peers")
+    return None
+
+
+# ------------------------------------------------------------------------------ configuration
+
+@dataclass(frozen=True)
+class Ports:
+    """Kannel's ports: bearerbox's admin, box and fake-SMSC ports and smsbox's sendsms."""
+
+    admin: int = field(default_factory=free_port)
+    smsbox: int = field(default_factory=free_port)
+    fake: int = field(default_factory=free_port)
+    sendsms: int = field(default_factory=free_port)
+
+
+_CORE = """\
+group = core
+admin-port = {admin}
+admin-password = {admin_password}
+smsbox-port = {smsbox}
+box-allow-ip = "127.0.0.1"
+log-file = "{folder}/bearerbox.log"
+log-level = 1
+dlr-storage = internal
+
+group = smsc
+smsc = fake
+smsc-id = {smsc_id}
+port = {fake}
+connect-allow-ip = "127.0.0.1"
+
+"""
+
+_STATIC = """\
+group = smsbox
+bearerbox-host = 127.0.0.1
+bearerbox-port = {smsbox}
+sendsms-port = {sendsms}
+log-file = "{folder}/smsbox.log"
+log-level = 1
+
+group = sms-service
+keyword = default
+catch-all = true
+text = "ok"
+"""
+
+
+def core(folder: Path, ports: Ports, smsc_id: str) -> str:
+    """bearerbox's groups: the core on `ports` and one fake SMSC link named `smsc_id`."""
+    return _CORE.format(admin=ports.admin, admin_password=secrets.token_hex(8),
+                        smsbox=ports.smsbox, folder=folder, smsc_id=smsc_id, fake=ports.fake)
+
+
+def static_config(folder: Path, ports: Ports) -> str:
+    """Kannel on its own: every MO answered `ok` by smsbox itself."""
+    return core(folder, ports, "ceiling") + _STATIC.format(smsbox=ports.smsbox,
+                                                          sendsms=ports.sendsms, folder=folder)
+
+
+_SETTING = re.compile(r"^\s*([a-z-]+)\s*=\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """deploy/kannel/smsbox.conf, as groups of settings in their order."""
+
+    groups: list[tuple[str, list[tuple[str, str]]]]
+
+    @classmethod
+    def read(cls, path: Path = DEPLOYED) -> Deployed:
+        groups: list[tuple[str, list[tuple[str, str]]]] = []
+        current: list[tuple[str, str]] | None = None
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                current = None  # a blank line ends a group
+                continue
+            found = _SETTING.match(line)
+            if line.lstrip().startswith("#") or not found:
+                continue
+            key, value = found.groups()
+            if key == "group":
+                current = []
+                groups.append((value, current))
+            elif current is not None:
+                current.append((key, value))
+        return cls(groups)
+
+    def get(self, group: str, key: str, default: str | None = None) -> str | None:
+        for name, settings in self.groups:
+            if name == group:
+                for k, v in settings:
+                    if k == key:
+                        return v.strip('"')
+        return default
+
+    def config(self, folder: Path, ports: Ports, *, smsc_id: str, ingest: str, token: str,
+               password: str) -> str:
+        """kannel.conf: bearerbox's groups, then the deployed groups with this run's ports,
+        the ingest's address and token, the sendsms password and log files put in."""
+        deployed_ingest = "http://127.0.0.1:8080"
+        set_ = {"smsbox": {"bearerbox-host": "127.0.0.1", "bearerbox-port": str(ports.smsbox),
+                           "sendsms-port": str(ports.sendsms),
+                           "log-file": f'"{folder}/smsbox.log"', "log-level": "1"},
+                "sendsms-user": {"password": password}}
+        out = [core(folder, ports, smsc_id)]
+        for name, settings in self.groups:
+            changes = dict(set_.get(name, {}))
+            lines = [f"group = {name}"]
+            for key, value in settings:
+                if key in changes:
+                    value = changes.pop(key)
+                elif key == "get-url":
+                    if deployed_ingest not in value or "token=TOKEN" not in value:
+                        raise ValueError(f"{DEPLOYED}: get-url no longer names {deployed_ingest}"
+                                         " and token=TOKEN; the bench cannot point it here")
+                    value = value.replace(deployed_ingest, ingest).replace(
+                        "token=TOKEN", f"token={token}")
+                lines.append(f"{key} = {value}")
+            lines.extend(f"{key} = {value}" for key, value in changes.items())
+            out.append("\n".join(lines) + "\n\n")
+        return "".join(out)
+
+
+# ---------------------------------------------------------------------- the processes
+
+@dataclass
+class Phone:
+    """One fakesmsc run: its MOs written and the MTs it got, read from its log as it grows."""
+
+    child: Child
+    log_path: Path
+    count: int
+    started: float
+    offset: int = 0
+    rest: bytes = b""
+    sent: int = 0
+    got: int = 0       # SMS received, each part of a concatenated reply counted
+    partial: int = 0   # of those, parts that are not the last of their reply
+    samples: list[tuple[float, int, int]] = field(default_factory=list)  # (at, sent, replies)
+
+    @property
+    def replies(self) -> int:
+        """Whole replies received: SMS without a concatenation header, and last parts."""
+        return self.got - self.partial
+
+    def read(self) -> tuple[float, int, int]:
+        """Read what fakesmsc logged since the last call: (now, MOs written, replies got)."""
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        at = time.time()
+        self.offset += len(chunk)
+        data = self.rest + chunk
+        cut = data.rfind(b"\n") + 1
+        lines, self.rest = data[:cut], data[cut:]
+        self.sent = max(self.sent, _last_number(lines, b"sent message "))
+        self.got = max(self.got, _last_number(lines, b"Got message "))
+        if b" udh " in lines:
+            self.partial += sum(1 for line in lines.splitlines() if _partial(line))
+        sample = (at, self.sent, self.replies)
+        self.samples.append(sample)
+        return sample
+
+    def stop(self) -> None:
+        """SIGINT: fakesmsc logs its totals and exits."""
+        process = self.child.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:  # it must not outlive the bench
+                process.kill()
+                process.wait()
+
+
+def _last_number(lines: bytes, marker: bytes) -> int:
+    at = lines.rfind(marker)
+    if at < 0:
+        return 0
+    digits = re.match(rb"\d+", lines[at + len(marker):])
+    return int(digits[0]) if digits else 0
+
+
+def _partial(line: bytes) -> bool:
+    """Whether an MT line is a part of a concatenated SMS but its last one."""
+    at = line.find(b"Got message ")
+    if at < 0:
+        return False
+    words = line[line.find(b"<", at) + 1:].split(b" ", 4)
+    if len(words) < 4 or words[2] != b"udh":
+        return False
+    udh = unquote_to_bytes(words[3].decode("ascii", "replace"))
+    i = 1
+    while i + 1 < len(udh):  # the information elements after the UDH length
+        iei, size = udh[i], udh[i + 1]
+        element = udh[i + 2:i + 2 + size]
+        if iei == 0 and size == 3:      # concatenation, 8-bit reference
+            return element[2] < element[1]
+        if iei == 8 and size == 4:      # concatenation, 16-bit reference
+            return element[3] < element[2]
+        i += 2 + size
+    return False
+
+
+def mo_lines(traffic: Traffic, count: int) -> list[str]:
+    """`count` MOs of the bench's traffic as fakesmsc writes them: `text` when ASCII, else
+    UCS-2 percent-encoded (what a handset sends for Cyrillic); empty texts left out."""
+    lines: list[str] = []
+    for _ in range(count * 3):
+        if len(lines) >= count:
+            break
+        sender, shortcode, text, _ = traffic.next()
+        if not text.strip() or "\n" in text:
+            continue
+        if text.isascii():
+            lines.append(f"{sender} {shortcode} text {text}")
+        else:
+            lines.append(f"{sender} {shortcode} ucs2 "
+                         f"{quote_from_bytes(text.encode('utf-16-be'), safe='')}")
+    return lines
+
+
+@dataclass
+class Boxes:
+    """bearerbox and smsbox running, and the fakesmsc runs started against them."""
+
+    folder: Path
+    ports: Ports
+    supervisor: Supervisor
+    roots: dict[str, int]
+
+    def phone(self, name: str, lines: list[str], *, count: int,
+              rate: float | None = None) -> Phone:
+        """Start fakesmsc writing `count` of `lines` (at random) at `rate` a second (None: at
+        full speed); return once bearerbox has its connection."""
+        interval = 0.0 if rate is None else 1.0 / rate
+        log_path = self.folder / f"fakesmsc-{name}.log"
+        bearerbox_log = self.folder / "bearerbox.log"
+        mark = bearerbox_log.stat().st_size if bearerbox_log.exists() else 0
+        argv = [FAKESMSC, "-H", "127.0.0.1", "-r", str(self.ports.fake), "-i", f"{interval:.6f}",
+                "-m", str(count), "-v", "0", *lines]
+        started = time.time()
+        child = self.supervisor.start(Child(f"fakesmsc-{name}", argv, log_path,
+                                            stop_signal=signal.SIGINT))
+        self.roots["fakesmsc"] = child.process.pid
+        _until(lambda: b"Fakesmsc client connected" in _read_from(bearerbox_log, mark),
+               child.alive, 20, "fakesmsc's connection", log_path)
+        return Phone(child, log_path, count, started)
+
+
+@contextmanager
+def boxes(folder: Path, config: str, ports: Ports) -> Iterator[Boxes]:
+    """bearerbox and smsbox with `config` (written to `folder`/kannel.conf), stopped on exit.
+
+    Their console logs only panics (`-v 4`, as Debian's init script starts them); their log
+    files take info and above."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "kannel.conf"
+    path.touch(mode=0o600)  # the bridge token and the sendsms password are in it
+    path.write_text(config)
+    supervisor = Supervisor()
+    roots: dict[str, int] = {}
+    try:
+        for name, binary, port in (("bearerbox", BEARERBOX, ports.admin),
+                                   ("smsbox", SMSBOX, ports.sendsms)):
+            child = supervisor.start(Child(name, [binary, "-v", "4", str(path)],
+                                           folder / f"{name}.console.log"))
+            roots[name] = child.process.pid
+            _until(lambda p=port: _listens(p), child.alive, 20, f"{name} on port {port}",
+                   folder / f"{name}.log")
+        _until(lambda: b"Client connected from" in _read_from(folder / "bearerbox.log", 0),
+               supervisor.children[0].alive, 20, "smsbox's connection to bearerbox",
+               folder / "bearerbox.log")
+        yield Boxes(folder, ports, supervisor, roots)
+    finally:
+        supervisor.stop(timeout_s=15)
+
+
+def _listens(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def _until(check: Callable[[], bool], alive: Callable[[], bool], timeout_s: float, what: str,
+           log_path: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if not alive():
+            raise RuntimeError(f"bench: Kannel exited waiting for {what}; see {log_path}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"bench: timed out waiting for {what}; see {log_path}")
+        time.sleep(0.05)
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+def _sleep_until(at: float) -> None:
+    delay = at - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _cpu_seconds(a: cpu.CpuSnapshot, b: cpu.CpuSnapshot, names: tuple[str, ...]) -> float:
+    return sum(b.groups.get(n, 0.0) - a.groups.get(n, 0.0) for n in names if n in a.groups)
+
+
+@contextmanager
+def _folder(prefix: str) -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        if not os.environ.get("GOVSMS_BENCH_KEEP"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- the ceiling
+
+def ceiling_durations(seconds: float) -> dict[str, float]:
+    """The ceiling's warm-up and window for `seconds` (5: 1.25 s and 10 s)."""
+    return {"warmup": min(max(seconds / 4, 0.5), 2.0), "window": max(2 * seconds, 1.0)}
+
+
+def measure_ceiling(seconds: float, *, log: Any = print) -> dict[str, Any]:
+    """Kannel on its own flat out: figures and details (see the module's docstring)."""
+    d = ceiling_durations(seconds)
+    lines = mo_lines(Traffic(seed=4242, persons=300), 500)
+    with _folder("govsms-bench-kannel-") as folder:
+        ports = Ports()
+        with boxes(folder, static_config(folder, ports), ports) as k:
+            probe = k.phone("probe", lines, count=PROBE_MOS)
+            while probe.read()[2] < PROBE_MOS:
+                if time.time() - probe.started > 30:
+                    raise RuntimeError(f"bench: Kannel answered {probe.replies} of {PROBE_MOS} "
+                                       f"probe MOs in 30 s; see {folder}")
+                time.sleep(0.02)
+            probe.stop()
+            probe_rate = _steady_rate(probe.samples, PROBE_MOS)
+            count = math.ceil(probe_rate * (d["warmup"] + d["window"]) * 1.15)
+            phone = k.phone("ceiling", lines, count=count)
+            start = cpu.trees(k.roots)
+            start.groups["fakesmsc"] = 0.0  # a new process: all its CPU is this run's
+            while time.time() < phone.started + d["warmup"]:
+                phone.read()  # as it writes: when it had written them all
+                time.sleep(0.05)
+            first = phone.read()
+            at_start = cpu.trees(k.roots)
+            end_at = phone.started + d["warmup"] + d["window"]
+            last = first
+            while time.time() < end_at:  # the window ends early should Kannel near the end
+                time.sleep(0.1)
+                last = phone.read()
+                if last[2] >= 0.97 * count:
+                    break
+            at_end = cpu.trees(k.roots)
+            while phone.read()[2] < count and time.time() < end_at + max(d["window"], 10):
+                time.sleep(0.05)
+            done = cpu.trees(k.roots)
+            phone.stop()
+            replies_at_end = phone.replies
+    window = last[0] - first[0]
+    replies = last[2] - first[2]
+    rate = replies / window if window > 0 else 0.0
+    drained = replies_at_end >= count
+    used = _cpu_seconds(start, done, KANNEL_PROCESSES)
+    by_process = {n: round((done.groups.get(n, 0.0) - start.groups.get(n, 0.0)) * 1000
+                           / max(replies_at_end, 1), 4) for n in KANNEL_PROCESSES}
+    backlog = last[1] - last[2]
+    log(f"  Kannel alone (static text, fakesmsc at full speed): {rate:,.0f} replies/s over "
+        f"{window:.1f} s, {used * 1000 / max(replies_at_end, 1):.3f} ms of CPU each")
+    reliable = replies > 0 and backlog > 0 and drained
+    return {
+        "figures": {
+            "kannel_ceiling_msgs_per_s": round(rate) if reliable else None,
+            "kannel_cpu_ms_per_msg": round(used * 1000 / replies_at_end, 4)
+            if reliable else None,
+        },
+        "details": {
+            "durations_s": d, "probe_mos": PROBE_MOS, "probe_replies_per_s": round(probe_rate),
+            "mos": count, "replies": replies_at_end, "drained": drained,
+            "window_s": round(window, 2), "replies_in_window": replies,
+            "waiting_at_window_end": backlog,
+            "mos_written_per_s": round(_write_rate(phone.samples, count)),
+            "cpu_ms_per_reply_by_process": by_process,
+            "cpu_in_window": cpu.cpu_between(at_start, at_end),
+            "unreliable": None if reliable else (
+                "no reply in the window" if replies <= 0 else
+                "Kannel had no MO left waiting at the window's end (the figure would be low)"
+                if backlog <= 0 else "not every MO was answered"),
+        },
+    }
+
+
+def _steady_rate(samples: list[tuple[float, int, int]], count: int) -> float:
+    """Replies per second between 20% and 90% of `count` answered (the probe's steady part)."""
+    low = next((s for s in samples if s[2] >= 0.2 * count), samples[0])
+    high = next((s for s in samples if s[2] >= 0.9 * count), samples[-1])
+    span = high[0] - low[0]
+    if span <= 0 or high[2] <= low[2]:
+        span, low = samples[-1][0] - samples[0][0], samples[0]
+    return max((high[2] - low[2]) / max(span, 1e-3), 1.0)
+
+
+def _write_rate(samples: list[tuple[float, int, int]], count: int) -> float:
+    """How fast fakesmsc wrote its MOs: all `count` over the time to the first sample with
+    them all (an upper bound on the time it took)."""
+    done = next((s for s in samples if s[1] >= count), None)
+    if done is None or len(samples) < 2:
+        return 0.0
+    return count / max(done[0] - samples[0][0] + 0.1, 1e-3)
+
+
+# ------------------------------------------------------------------------- through Kannel
+
+def through_durations(seconds: float) -> dict[str, float]:
+    """The through-Kannel phases' lengths for `seconds` (5: warm-up 5 s, window 10 s, a 60 s
+    burst; the burst is shorter only for tiny runs)."""
+    return {"warmup": max(seconds, 1.0), "window": max(2 * seconds, 1.0),
+            "burst": min(BURST_S, max(12 * seconds, 3.0)), "drain_cap": 3 * BURST_S + 60}
+
+
+@dataclass
+class Step:
+    """One fakesmsc run against the gateway through Kannel, and what was seen of it."""
+
+    name: str
+    source: str
+    rate: float
+    count: int
+    warmup: float
+    window: float
+    phone: Phone | None = None
+    first: tuple[float, int, int] = (0.0, 0, 0)
+    last: tuple[float, int, int] = (0.0, 0, 0)
+    cpu: dict[str, Any] | None = None
+    drained_s: float = 0.0
+    drained: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def window_start(self) -> float:
+        return self.first[0]
+
+    @property
+    def window_end(self) -> float:
+        return self.last[0]
+
+    def replies_per_s(self) -> float:
+        span = self.last[0] - self.first[0]
+        return (self.last[2] - self.first[2]) / span if span > 0 else 0.0
+
+    def written_per_s(self) -> float:
+        span = self.last[0] - self.first[0]
+        return (self.last[1] - self.first[1]) / span if span > 0 else 0.0
+
+    def backlog_growth(self) -> int:
+        """MOs written without their reply at fakesmsc: at the window's end less its start."""
+        return (self.last[1] - self.last[2]) - (self.first[1] - self.first[2])
+
+
+class Through:
+    """The gateway through Kannel: the phases against one running `System`."""
+
+    def __init__(self, system: System, folder: Path, ports: Ports, deployed: Deployed,
+                 password: str, *, persons: int, log: Any) -> None:
+        self.system = system
+        self.folder = folder
+        self.ports = ports
+        self.deployed = deployed
+        self.password = password
+        self.log = log
+        self.tag = f"bench-{uuid.uuid4().hex[:8]}-kannel"
+        self.lines = mo_lines(Traffic(seed=2828, persons=persons), MO_LINES)
+        self.steps: list[Step] = []
+        retry = float(deployed.get("smsbox", "http-queue-delay", "5") or 5)
+        self.quiet_s = 2 * retry + 2  # no MO left in smsbox's retry queue once this passes
+
+    def run(self, name: str, *, rate: float, seconds: float, warmup: float,
+            drain_cap: float) -> Step:
+        """fakesmsc at `rate` for warmup + `seconds` (then its MOs answered); figures over
+        the window after the warm-up, at fakesmsc and in PostgreSQL."""
+        source = f"{self.tag}-{name}"
+        count = max(math.ceil(rate * (warmup + seconds)), 1)
+        step = Step(name, source, rate, count, warmup, seconds)
+        config = self.deployed.config(self.folder / name, self.ports, smsc_id=source,
+                                      ingest=self.system.settings.ingest_url,
+                                      token=self.system.settings.secret(), password=self.password)
+        with boxes(self.folder / name, config, self.ports) as k:
+            phone = step.phone = k.phone("mo", self.lines, count=count, rate=rate)
+            roots = {**self.system.roots, **k.roots}
+            _sleep_until(phone.started + warmup)
+            step.first = phone.read()
+            before = self._snapshot(roots)
+            while time.time() < phone.started + warmup + seconds:
+                time.sleep(0.25)
+                phone.read()
+            step.last = phone.read()
+            step.cpu = cpu.cpu_between(before, self._snapshot(roots))
+            step.drained_s, step.drained = self._drain(step, drain_cap)
+            step.extra = _smsbox_counts(self.folder / name / "smsbox.log")
+            phone.stop()
+        self.steps.append(step)
+        return step
+
+    def _snapshot(self, roots: dict[str, int]) -> cpu.CpuSnapshot:
+        system = self.system
+        return cpu.snapshot(roots, system.connect, None if system.embedded_redis else system.redis,
+                            own_postgres=system.embedded_postgres)
+
+    def _drain(self, step: Step, cap_s: float) -> tuple[float, bool]:
+        """Wait until fakesmsc wrote every MO, every MO the gateway accepted is answered and its
+        reply reached fakesmsc, and Kannel has nothing left to hand over (all accepted, or no
+        new one for longer than smsbox waits between retries); (seconds waited, done)."""
+        assert step.phone is not None
+        phone = step.phone
+        started = time.monotonic()
+        seen, changed = (-1, -1), time.monotonic()
+        with self.system.connect() as conn:
+            while time.monotonic() - started < cap_s:
+                phone.read()
+                accepted = reports.integrity(conn, step.source)[0]
+                unanswered = reports.unanswered(conn, step.source)
+                now = time.monotonic()
+                if (accepted, phone.replies) != seen:
+                    seen, changed = (accepted, phone.replies), now
+                if phone.sent >= phone.count and unanswered == 0 and (
+                        (accepted >= phone.count and phone.replies >= accepted)
+                        or now - changed >= self.quiet_s):
+                    return now - started, True
+                time.sleep(0.5)
+        self.log(f"  ({step.name} through Kannel not drained after {cap_s:.0f} s)")
+        return time.monotonic() - started, False
+
+    def messages(self, step: Step) -> list[tuple]:
+        with self.system.connect() as conn:
+            return reports.timings(conn, step.source)
+
+    def summary(self, step: Step) -> dict[str, Any]:
+        """A step's figures: at fakesmsc over the window, and from PostgreSQL's rows."""
+        sla = self.system.settings.sla_seconds
+        rows = self.messages(step)  # (id, received, created, claimed, sent, parts sent, parts)
+        latencies = [r[4] - r[1] if r[4] is not None else math.inf for r in rows]
+        within = sum(1 for s in latencies if s <= sla)
+        received = [r[1] for r in rows]
+        assert step.phone is not None and step.cpu is not None
+        cores = step.cpu["cores"]
+        kannel = sum(cores.get(n, 0.0) for n in KANNEL_PROCESSES)
+        gateway_cores = sum(v for n, v in cores.items()
+                            if n not in (*KANNEL_PROCESSES, "bench", cpu.OTHER, cpu.STEAL))
+        replies = step.replies_per_s()
+        return {
+            "offered_per_s": round(step.rate, 1), "mos": step.count,
+            "written_per_s": round(step.written_per_s(), 1),
+            "replies_per_s": round(replies, 1), "backlog_growth": step.backlog_growth(),
+            "window_s": round(step.last[0] - step.first[0], 1),
+            "written": step.phone.sent, "accepted": len(rows),
+            "not_accepted": max(step.phone.sent - len(rows), 0),
+            "replies_at_fakesmsc": step.phone.replies, "sms_at_fakesmsc": step.phone.got,
+            "within_sla": within, "late": len(rows) - within, "sla_s": sla,
+            "sla_ok_ratio": round(within / len(rows), 4) if rows else None,
+            "latency_s": stats([s for s in latencies if s != math.inf]),
+            "unsent": sum(1 for s in latencies if s == math.inf),
+            "receipt_span_s": round(max(received) - step.phone.started, 1) if received else 0.0,
+            "drained": step.drained, "drained_after_s": round(step.drained_s, 1),
+            "smsbox": step.extra,
+            "cpu": step.cpu,
+            "cpu_ms_per_reply": {
+                "gateway": round(gateway_cores * 1000 / replies, 2),
+                "kannel": round(kannel * 1000 / replies, 3),
+                "machine": round(step.cpu["machine_busy_cores"] * 1000 / replies, 2),
+            } if replies else {},
+        }
+
+    def integrity(self) -> dict[str, Any]:
+        """Every MO the gateway accepted through Kannel got exactly one reply: PostgreSQL's
+        rows, and the replies fakesmsc received."""
+        with self.system.connect() as conn:
+            inbound, answered, missing_, duplicated, failed = reports.integrity(
+                conn, f"{self.tag}-%")
+            dead = reports.dead_letters_of(conn, f"{self.tag}-%")
+            delivered = conn.execute(_DELIVERED, (f"{self.tag}-%",)).fetchone()[0]
+        at_phone = sum(s.phone.replies for s in self.steps if s.phone)
+        written = sum(s.phone.sent for s in self.steps if s.phone)
+        return {"written": written, "inbound": inbound, "answered": answered,
+                "missing": missing_, "duplicated": duplicated, "failed": failed,
+                "dead_letters": dead, "replies_at_fakesmsc": at_phone, "delivered": delivered,
+                "exactly_one_reply": bool(inbound and missing_ == 0 and duplicated == 0
+                                          and failed == 0 and at_phone == inbound)}
+
+
+# Reply parts whose delivery report came back through Kannel's dlr-url to the ingest.
+_DELIVERED = """
+SELECT count(*) FROM outbound o JOIN inbound i ON i.id = o.inbound_id
+WHERE i.source LIKE %s AND o.delivery = 'delivered'
+"""
+_SMSBOX_RETRY = re.compile(rb"Retrying|retry", re.IGNORECASE)
+
+
+def _smsbox_counts(path: Path) -> dict[str, int]:
+    """What smsbox's log says of the get-url requests it had to retry or gave up on."""
+    text = _read_from(path, 0)
+    return {"error_lines": text.count(b"ERROR:"), "warning_lines": text.count(b"WARNING:"),
+            "retry_lines": len(_SMSBOX_RETRY.findall(text))}
+
+
+def measure_through_kannel(seconds: float, rate: float, *, redis_url: str | None = None,
+                           database_url: str | None = None, persons: int = 20_000,
+                           log: Any = print) -> dict[str, Any]:
+    """The gateway driven through Kannel as deployed: figures and details (module docstring).
+
+    `rate`: where the steady step starts, the rate the gateway sustained with the file
+    transport in this run."""
+    d = through_durations(seconds)
+    deployed = Deployed.read()
+    user = deployed.get("sendsms-user", "username", "govsms")
+    password = secrets.token_urlsafe(18)
+    ports = Ports()
+
+    def transport(settings: Settings) -> str:
+        dlr = (f"{settings.ingest_url}/sms/dlr?token={settings.secret()}"
+               "&outbound={outbound_id}&type=%d")
+        return (f"kannel+http://{user}:{password}@127.0.0.1:{ports.sendsms}/cgi-bin/sendsms"
+                f"?dlr-url={quote(dlr, safe='')}")
+
+    with _folder("govsms-bench-kannel-") as folder, gateway(
+            redis_url=redis_url, database_url=database_url, persons=persons, log=log,
+            transport=transport) as system:
+        through = Through(system, folder, ports, deployed, password, persons=persons, log=log)
+        checks: list[dict[str, Any]] = []
+        held, sustained = False, 0.0
+        offered = max(rate, 1.0)
+        for n in (1, 2):
+            step = through.run(f"steady{n}", rate=offered, seconds=d["window"],
+                               warmup=d["warmup"], drain_cap=60)
+            summary = through.summary(step)
+            ok = (summary["replies_per_s"] >= 0.95 * summary["written_per_s"]
+                  and summary["backlog_growth"] <= max(offered, 5))
+            checks.append({**summary, "held": ok})
+            log(f"  through Kannel at {offered:,.0f}/s: {summary['replies_per_s']:,.1f} replies/s"
+                f" at fakesmsc, backlog {summary['backlog_growth']:+d} -> "
+                f"{'held' if ok else 'did not hold'}; {summary['late']} past the SLA")
+            if ok:
+                held, sustained = True, min(summary["replies_per_s"], offered)
+                break
+            sustained = summary["replies_per_s"]
+            offered = max(0.9 * sustained, 1.0)
+        burst_rate = BURST_FACTOR * max(sustained, 1.0)
+        step = through.run("burst", rate=burst_rate, seconds=d["burst"], warmup=0.0,
+                           drain_cap=d["drain_cap"])
+        burst = through.summary(step)
+        log(f"  burst through Kannel {burst_rate:,.0f}/s for {d['burst']:.0f} s: "
+            f"{burst['sla_ok_ratio'] or 0:.1%} of {burst['accepted']:,} accepted answered "
+            f"within {burst['sla_s']:.0f} s, {burst['not_accepted']:,} never accepted "
+            f"(drained {step.drained_s:.0f} s after)")
+        integrity = through.integrity()
+        processes = [n for n in system.roots if n not in ("redis", "postgres")]
+    steady = checks[-1]
+    return {
+        "figures": {
+            "kannel_e2e_msgs_per_s": round(sustained, 1) if sustained > 0 else None,
+            "kannel_burst_sla_ok_ratio": burst["sla_ok_ratio"],
+        },
+        "details": {
+            "durations_s": d, "started_at_per_s": round(max(rate, 1.0), 1), "held": held,
+            "steady_checks": checks, "late": steady["late"], "burst": burst,
+            "burst_factor": BURST_FACTOR, "integrity": integrity,
+            "kannel_settings": {key: deployed.get("smsbox", key) for key in
+                                ("http-request-retry", "http-queue-delay", "mo-recode")},
+            "mo_lines": len(through.lines), "processes": processes,
+        },
+    }
+
+
+def measure(seconds: float, *, e2e_rate: float | None, redis_url: str | None = None,
+            database_url: str | None = None, persons: int = 20_000, through: bool = True,
+            log: Any = print) -> dict[str, Any]:
+    """Every Kannel figure (None for those that could not be measured, the reason in the
+    details): the ceiling, then (unless not `through`) the gateway through Kannel."""
+    figures: dict[str, Any] = dict.fromkeys(FIGURES)
+    details: dict[str, Any] = {}
+    reason = missing()
+    if reason:
+        log(f"  not measured: {reason}")
+        return {"figures": figures, "details": {"skipped": reason}}
+    try:
+        ceiling = measure_ceiling(seconds, log=log)
+        figures.update(ceiling["figures"])
+        details["ceiling"] = ceiling["details"]
+    except Exception as error:  # noqa: BLE001 - the rest of the run's figures still count
+        details["ceiling"] = {"error": _failed("Kannel's ceiling", error, log)}
+    if not through:
+        return {"figures": figures, "details": details}
+    try:
+        result = measure_through_kannel(seconds, e2e_rate or 1.0, redis_url=redis_url,
+                                         database_url=database_url, persons=persons, log=log)
+        figures.update(result["figures"])
+        details["through"] = result["details"]
+    except Exception as error:  # noqa: BLE001
+        details["through"] = {"error": _failed("the gateway through Kannel", error, log)}
+    return {"figures": figures, "details": details}
+
+
+def _failed(what: str, error: Exception, log: Any) -> str:
+    """Log why `what` was not measured (with the traceback) and return the reason."""
+    for line in traceback.format_exc().rstrip().splitlines():
+        log(f"    {line}")
+    reason = f"{type(error).__name__}: {error}"
+    log(f"  {what} not measured: {reason}")
+    return reason
+
+
+def ratio(e2e: float | None, ceiling: float | None) -> float | None:
+    """`e2e / ceiling`, None unless both were measured."""
+    return round(e2e / ceiling, 5) if e2e and ceiling else None
+
+
