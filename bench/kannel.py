@@ -21,14 +21,19 @@ phones: it writes MOs to bearerbox's `smsc = fake` link and logs every MT it get
    http-request-retry, mo-recode, the sendsms-user...; only ports, the ingest's address,
    the token, the password and the log files put in). fakesmsc writes the bench's traffic
    (`bench.loadgen.Traffic`) at a fixed rate (`-i 1/rate -m N`):
-   - `steady`: at the rate the gateway sustained with the file transport; it holds when the
-     replies counted at fakesmsc over the window keep pace (>= 95% of the MOs written) and
-     the MOs without their reply grow by less than a second of traffic; else once more at
-     90% of the reply rate seen. The rate that held (else the last reply rate) is
+   - `steady`: first at the rate the gateway sustained with the file transport. A rate
+     holds when the replies counted at fakesmsc over the window keep pace (>= 95% of the
+     MOs written) and the MOs without their reply grow by less than a second of traffic.
+     A rate that clearly does not hold (more than ABORT_BACKLOG_S of its traffic waiting
+     for replies) is stopped early, a second fakesmsc taking the replies still to come, so
+     little piles up to drain; the next rate is STEP_DOWN of it, or 95% of the replies seen
+     if that is more. The first rate that holds (else the last reply rate) is
      `kannel_e2e_msgs_per_s`.
    - `burst`: 3x that rate for 60 s; Kannel retries what the gateway refuses (503, more
-     waiting than the SLA allows) as smsbox.conf says. The share of the MOs the gateway
-     accepted that were answered within the SLA of receipt is `kannel_burst_sla_ok_ratio`.
+     waiting than the SLA allows) as smsbox.conf says, and holds the rest in its queue. The
+     share of the MOs the gateway accepted that were answered within the SLA of receipt is
+     `kannel_burst_sla_ok_ratio`; MOs Kannel still hands over more than `burst_feed_cap`
+     after the last was written are not counted (they are reported as not accepted).
    Each phase restarts bearerbox with its own `smsc-id`, which Kannel hands the ingest as
    `smsc` (the inbound `source`): PostgreSQL's rows of a phase are found by it, as the other
    phases' by their tag.
@@ -93,10 +98,26 @@ def missing() -> str | None:
 class Ports:
     """Kannel's ports: bearerbox's admin, box and fake-SMSC ports and smsbox's sendsms."""
 
-    admin: int = field(default_factory=free_port)
-    smsbox: int = field(default_factory=free_port)
-    fake: int = field(default_factory=free_port)
-    sendsms: int = field(default_factory=free_port)
+    admin: int
+    smsbox: int
+    fake: int
+    sendsms: int
+
+    @classmethod
+    def free(cls, sendsms: int | None = None) -> Ports:
+        """Four distinct ports nothing listens on now (`sendsms` kept when given)."""
+        found: list[int] = [] if sendsms is None else [sendsms]
+        while len(found) < 4:
+            port = free_port()
+            if port not in found:
+                found.append(port)
+        if sendsms is not None:
+            found.append(found.pop(0))
+        return cls(*found)
+
+    def redraw(self, *, keep_sendsms: bool) -> Ports:
+        """Other free ports, for a start that found one taken meanwhile."""
+        return Ports.free(self.sendsms if keep_sendsms else None)
 
 
 _CORE = """\
@@ -264,11 +285,15 @@ class Phone:
 
 
 def _last_number(lines: bytes, marker: bytes) -> int:
-    at = lines.rfind(marker)
-    if at < 0:
-        return 0
-    digits = re.match(rb"\d+", lines[at + len(marker):])
-    return int(digits[0]) if digits else 0
+    """N of the last `marker`N line (`sent message N`, `Got message N: <...>`); not the
+    totals fakesmsc logs when it stops (`from first to last sent message 2.4 s`)."""
+    end = len(lines)
+    while (at := lines.rfind(marker, 0, end)) >= 0:
+        found = re.match(rb"(\d+)[:\n]", lines[at + len(marker):at + len(marker) + 24])
+        if found:
+            return int(found[1])
+        end = at
+    return 0
 
 
 def _partial(line: bytes) -> bool:
@@ -339,12 +364,36 @@ class Boxes:
 
 
 @contextmanager
-def boxes(folder: Path, config: str, ports: Ports) -> Iterator[Boxes]:
-    """bearerbox and smsbox with `config` (written to `folder`/kannel.conf), stopped on exit.
+def boxes(folder: Path, config: Callable[[Ports], str], ports: Ports, *,
+          keep_sendsms: bool = False) -> Iterator[Boxes]:
+    """bearerbox and smsbox with `config(ports)` (written to `folder`/kannel.conf), stopped on
+    exit. A port found taken between choosing it and binding it (another process's outgoing
+    connection) gets the boxes started again on others, `ports.sendsms` kept if asked.
 
     Their console logs only panics (`-v 4`, as Debian's init script starts them); their log
     files take info and above."""
+    for attempt in range(3):
+        try:
+            running = _start(folder, config(ports), ports)
+            break
+        except _PortTaken:
+            if attempt == 2:
+                raise
+            ports = ports.redraw(keep_sendsms=keep_sendsms)
+    try:
+        yield running
+    finally:
+        running.supervisor.stop(timeout_s=15)
+
+
+class _PortTaken(RuntimeError):
+    """A box could not bind its port."""
+
+
+def _start(folder: Path, config: str, ports: Ports) -> Boxes:
     folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.log"):  # a start again on other ports logs afresh
+        old.unlink()
     path = folder / "kannel.conf"
     path.touch(mode=0o600)  # the bridge token and the sendsms password are in it
     path.write_text(config)
@@ -356,14 +405,20 @@ def boxes(folder: Path, config: str, ports: Ports) -> Iterator[Boxes]:
             child = supervisor.start(Child(name, [binary, "-v", "4", str(path)],
                                            folder / f"{name}.console.log"))
             roots[name] = child.process.pid
-            _until(lambda p=port: _listens(p), child.alive, 20, f"{name} on port {port}",
-                   folder / f"{name}.log")
+            try:
+                _until(lambda p=port: _listens(p), child.alive, 20, f"{name} on port {port}",
+                       folder / f"{name}.log")
+            except RuntimeError as error:
+                if b"Address already in use" in _read_from(folder / f"{name}.log", 0):
+                    raise _PortTaken(str(error)) from None
+                raise
         _until(lambda: b"Client connected from" in _read_from(folder / "bearerbox.log", 0),
                supervisor.children[0].alive, 20, "smsbox's connection to bearerbox",
                folder / "bearerbox.log")
-        yield Boxes(folder, ports, supervisor, roots)
-    finally:
+    except BaseException:
         supervisor.stop(timeout_s=15)
+        raise
+    return Boxes(folder, ports, supervisor, roots)
 
 
 def _listens(port: int) -> bool:
@@ -426,8 +481,7 @@ def measure_ceiling(seconds: float, *, log: Any = print) -> dict[str, Any]:
     d = ceiling_durations(seconds)
     lines = mo_lines(Traffic(seed=4242, persons=300), 500)
     with _folder("govsms-bench-kannel-") as folder:
-        ports = Ports()
-        with boxes(folder, static_config(folder, ports), ports) as k:
+        with boxes(folder, lambda ports: static_config(folder, ports), Ports.free()) as k:
             probe = k.phone("probe", lines, count=PROBE_MOS)
             while probe.read()[2] < PROBE_MOS:
                 if time.time() - probe.started > 30:
@@ -514,9 +568,17 @@ def _write_rate(samples: list[tuple[float, int, int]], count: int) -> float:
 
 def through_durations(seconds: float) -> dict[str, float]:
     """The through-Kannel phases' lengths for `seconds` (5: warm-up 5 s, window 10 s, a 60 s
-    burst; the burst is shorter only for tiny runs)."""
+    burst after which Kannel may hand MOs over for 20 s more; shorter only for tiny runs)."""
     return {"warmup": max(seconds, 1.0), "window": max(2 * seconds, 1.0),
-            "burst": min(BURST_S, max(12 * seconds, 3.0)), "drain_cap": 3 * BURST_S + 60}
+            "burst": min(BURST_S, max(12 * seconds, 3.0)),
+            "burst_feed_cap": min(BURST_S / 3, max(4 * seconds, 3.0)), "drain_cap": 90.0}
+
+
+STEPS = 5  # steady rates tried at most
+STEP_DOWN = 0.7  # the next rate after one that did not hold, unless its replies said more
+ABORT_BACKLOG_S = 1.5  # a steady step stops once this much of its traffic waits for replies
+
+Sample = tuple[float, int, int]  # (at, MOs written, replies received) at fakesmsc
 
 
 @dataclass
@@ -529,21 +591,30 @@ class Step:
     count: int
     warmup: float
     window: float
-    phone: Phone | None = None
-    first: tuple[float, int, int] = (0.0, 0, 0)
-    last: tuple[float, int, int] = (0.0, 0, 0)
+    sender: Phone | None = None
+    # A step stopped early: fakesmsc writing no more, taking the replies still to come.
+    receiver: Phone | None = None
+    first: Sample = (0.0, 0, 0)
+    last: Sample = (0.0, 0, 0)
     cpu: dict[str, Any] | None = None
-    drained_s: float = 0.0
+    aborted: bool = False
     drained: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    drained_s: float = 0.0
+    cut_at: float | None = None  # the burst: MOs received after this are not counted
+    smsbox: dict[str, int] = field(default_factory=dict)
+    integrity: dict[str, Any] = field(default_factory=dict)
+
+    def read(self) -> Sample:
+        """Read both fakesmsc logs: (now, MOs written, replies received)."""
+        assert self.sender is not None
+        _, sent, replies = self.sender.read()
+        if self.receiver is not None:
+            replies += self.receiver.read()[2]
+        return time.time(), sent, replies
 
     @property
-    def window_start(self) -> float:
-        return self.first[0]
-
-    @property
-    def window_end(self) -> float:
-        return self.last[0]
+    def replies(self) -> int:
+        return sum(p.replies for p in (self.sender, self.receiver) if p is not None)
 
     def replies_per_s(self) -> float:
         span = self.last[0] - self.first[0]
@@ -576,29 +647,59 @@ class Through:
         self.quiet_s = 2 * retry + 2  # no MO left in smsbox's retry queue once this passes
 
     def run(self, name: str, *, rate: float, seconds: float, warmup: float,
-            drain_cap: float) -> Step:
-        """fakesmsc at `rate` for warmup + `seconds` (then its MOs answered); figures over
-        the window after the warm-up, at fakesmsc and in PostgreSQL."""
+            abort: bool = False, feed_cap: float | None = None,
+            drain_cap: float = 90.0) -> Step:
+        """fakesmsc at `rate` for warmup + `seconds`, then every MO answered; the figures over
+        the window after the warm-up, at fakesmsc and in PostgreSQL.
+
+        `abort`: stop writing once more than ABORT_BACKLOG_S of the traffic waits for its
+        reply (the rate clearly does not hold: no need to pile up what must then drain); a
+        second fakesmsc then takes the replies still to come. `feed_cap` (the burst): stop
+        counting MOs Kannel still hands over this long after the last was written."""
         source = f"{self.tag}-{name}"
         count = max(math.ceil(rate * (warmup + seconds)), 1)
         step = Step(name, source, rate, count, warmup, seconds)
-        config = self.deployed.config(self.folder / name, self.ports, smsc_id=source,
-                                      ingest=self.system.settings.ingest_url,
-                                      token=self.system.settings.secret(), password=self.password)
-        with boxes(self.folder / name, config, self.ports) as k:
-            phone = step.phone = k.phone("mo", self.lines, count=count, rate=rate)
+
+        def config(ports: Ports) -> str:
+            return self.deployed.config(self.folder / name, ports, smsc_id=source,
+                                        ingest=self.system.settings.ingest_url,
+                                        token=self.system.settings.secret(),
+                                        password=self.password)
+
+        with boxes(self.folder / name, config, self.ports, keep_sendsms=True) as k:
+            sender = step.sender = k.phone("mo", self.lines, count=count, rate=rate)
             roots = {**self.system.roots, **k.roots}
-            _sleep_until(phone.started + warmup)
-            step.first = phone.read()
-            before = self._snapshot(roots)
-            while time.time() < phone.started + warmup + seconds:
+            at_start, before = self._snapshot(roots), None
+            end = sender.started + warmup + seconds
+            limit = max(ABORT_BACKLOG_S * rate, 20)
+            while True:
+                sample = step.read()
+                if before is None and sample[0] >= sender.started + warmup:
+                    step.first, before = sample, self._snapshot(roots)
+                if sample[0] >= end:
+                    break
+                if abort and sample[1] - sample[2] > limit:
+                    step.aborted = True
+                    break
                 time.sleep(0.25)
-                phone.read()
-            step.last = phone.read()
+            step.last = step.read()
+            if before is None:  # stopped within the warm-up: the window is all it ran
+                step.first, before = (sender.started, 0, 0), at_start
             step.cpu = cpu.cpu_between(before, self._snapshot(roots))
-            step.drained_s, step.drained = self._drain(step, drain_cap)
-            step.extra = _smsbox_counts(self.folder / name / "smsbox.log")
-            phone.stop()
+            if step.aborted:
+                sender.stop()
+                sender.read()
+                step.receiver = k.phone("replies", self.lines[:1], count=0)
+            if feed_cap is None:
+                step.drained_s, step.drained = self._drain(step, drain_cap)
+            else:
+                step.drained_s, step.drained = self._settle(step, end, feed_cap, drain_cap)
+            for phone in (step.sender, step.receiver):
+                if phone is not None:
+                    phone.stop()
+                    phone.read()
+            step.smsbox = _smsbox_counts(self.folder / name / "smsbox.log")
+            step.integrity = self._integrity(step)
         self.steps.append(step)
         return step
 
@@ -607,62 +708,129 @@ class Through:
         return cpu.snapshot(roots, system.connect, None if system.embedded_redis else system.redis,
                             own_postgres=system.embedded_postgres)
 
+    def _fed(self, conn: Any, step: Step, changed: list[Any]) -> bool:
+        """Whether Kannel handed the gateway every MO written, each is answered and its reply
+        reached fakesmsc; or, every accepted one answered, nothing changed for longer than
+        smsbox waits between retries (the rest it gave up on)."""
+        sample = step.read()
+        accepted = reports.integrity(conn, step.source)[0]
+        unanswered = reports.unanswered(conn, step.source)
+        now = time.monotonic()
+        if (accepted, sample[2]) != changed[0]:
+            changed[:] = [(accepted, sample[2]), now]
+        assert step.sender is not None
+        written_all = step.aborted or step.sender.sent >= step.count
+        return written_all and unanswered == 0 and (
+            (accepted >= sample[1] and sample[2] >= accepted) or now - changed[1] >= self.quiet_s)
+
     def _drain(self, step: Step, cap_s: float) -> tuple[float, bool]:
-        """Wait until fakesmsc wrote every MO, every MO the gateway accepted is answered and its
-        reply reached fakesmsc, and Kannel has nothing left to hand over (all accepted, or no
-        new one for longer than smsbox waits between retries); (seconds waited, done)."""
-        assert step.phone is not None
-        phone = step.phone
+        """Wait until `_fed`; (seconds waited, whether it was)."""
         started = time.monotonic()
-        seen, changed = (-1, -1), time.monotonic()
+        changed: list[Any] = [None, started]
         with self.system.connect() as conn:
             while time.monotonic() - started < cap_s:
-                phone.read()
-                accepted = reports.integrity(conn, step.source)[0]
-                unanswered = reports.unanswered(conn, step.source)
-                now = time.monotonic()
-                if (accepted, phone.replies) != seen:
-                    seen, changed = (accepted, phone.replies), now
-                if phone.sent >= phone.count and unanswered == 0 and (
-                        (accepted >= phone.count and phone.replies >= accepted)
-                        or now - changed >= self.quiet_s):
-                    return now - started, True
+                if self._fed(conn, step, changed):
+                    return time.monotonic() - started, True
                 time.sleep(0.5)
         self.log(f"  ({step.name} through Kannel not drained after {cap_s:.0f} s)")
         return time.monotonic() - started, False
 
-    def messages(self, step: Step) -> list[tuple]:
+    def _settle(self, step: Step, written_by: float, feed_cap: float,
+                cap_s: float) -> tuple[float, bool]:
+        """The burst: wait until `_fed`, but no longer than `feed_cap` after the last MO was
+        written: Kannel holds what the gateway refused and hands it over as the gateway takes
+        it, for minutes after an overload. If MOs are still to come then, those received
+        from now on are not counted (`cut_at`). Then wait until every counted MO is answered
+        or past the SLA. (seconds waited, whether every MO was accepted and answered)."""
+        started = time.monotonic()
+        changed: list[Any] = [None, started]
+        sla = self.system.settings.sla_seconds
         with self.system.connect() as conn:
-            return reports.timings(conn, step.source)
+            while time.time() < written_by + feed_cap:
+                if self._fed(conn, step, changed):
+                    return time.monotonic() - started, True
+                time.sleep(0.5)
+            _, written, _ = step.read()
+            if reports.integrity(conn, step.source)[0] < written:
+                step.cut_at = time.time()
+                self.log(f"  (burst through Kannel: MOs Kannel hands over more than "
+                         f"{feed_cap:.0f} s after the last was written are not counted)")
+            until = step.cut_at or math.inf
+            while time.monotonic() - started < cap_s:
+                step.read()
+                pending = [r[1] for r in reports.timings(conn, step.source)
+                           if r[1] <= until and (r[4] is None or r[5] < r[6])]
+                if not pending:
+                    return time.monotonic() - started, step.cut_at is None
+                if time.time() > max(pending) + sla + 1:
+                    break
+                time.sleep(1.0)
+        return time.monotonic() - started, False
+
+    def counted(self, step: Step) -> tuple[list[tuple], list[tuple]]:
+        """A step's PostgreSQL rows (id, received, created, claimed, sent, parts sent, parts):
+        those counted, and those received after the bench stopped counting."""
+        with self.system.connect() as conn:
+            rows = reports.timings(conn, step.source)
+        if step.cut_at is None:
+            return rows, []
+        return ([r for r in rows if r[1] <= step.cut_at],
+                [r for r in rows if r[1] > step.cut_at])
+
+    def _integrity(self, step: Step) -> dict[str, Any]:
+        """Every MO the gateway accepted got exactly one reply: PostgreSQL's rows, and the
+        replies fakesmsc received (not checkable for MOs still coming in when the bench
+        stopped counting)."""
+        with self.system.connect() as conn:
+            inbound, answered, missing_, duplicated, failed = reports.integrity(conn, step.source)
+            dead = reports.dead_letters_of(conn, step.source)
+            delivered = conn.execute(_DELIVERED, (step.source,)).fetchone()[0]
+        counted, after = self.counted(step)
+        if after:  # those still coming in may be unanswered: only the counted ones must not be
+            missing_ = sum(1 for r in counted if r[4] is None or r[5] < r[6])
+        phone_checked = not after
+        assert step.sender is not None
+        return {"written": step.sender.sent, "inbound": inbound, "counted": len(counted),
+                "answered": answered, "missing": missing_, "duplicated": duplicated,
+                "failed": failed, "dead_letters": dead, "delivered": delivered,
+                "replies_at_fakesmsc": step.replies, "phone_checked": phone_checked,
+                "exactly_one_reply": bool(inbound and missing_ == 0 and duplicated == 0
+                                          and failed == 0
+                                          and (not phone_checked or step.replies == inbound))}
 
     def summary(self, step: Step) -> dict[str, Any]:
         """A step's figures: at fakesmsc over the window, and from PostgreSQL's rows."""
         sla = self.system.settings.sla_seconds
-        rows = self.messages(step)  # (id, received, created, claimed, sent, parts sent, parts)
+        rows, after = self.counted(step)
         latencies = [r[4] - r[1] if r[4] is not None else math.inf for r in rows]
         within = sum(1 for s in latencies if s <= sla)
         received = [r[1] for r in rows]
-        assert step.phone is not None and step.cpu is not None
+        # claimed -> sent of one-part replies: the transport's send, sendsms's answer in it
+        sends = [r[4] - r[3] for r in rows if r[4] is not None and r[3] is not None
+                 and r[6] == 1]
+        assert step.sender is not None and step.cpu is not None
         cores = step.cpu["cores"]
         kannel = sum(cores.get(n, 0.0) for n in KANNEL_PROCESSES)
         gateway_cores = sum(v for n, v in cores.items()
                             if n not in (*KANNEL_PROCESSES, "bench", cpu.OTHER, cpu.STEAL))
         replies = step.replies_per_s()
         return {
-            "offered_per_s": round(step.rate, 1), "mos": step.count,
+            "offered_per_s": round(step.rate, 1), "mos": step.count, "aborted": step.aborted,
             "written_per_s": round(step.written_per_s(), 1),
             "replies_per_s": round(replies, 1), "backlog_growth": step.backlog_growth(),
             "window_s": round(step.last[0] - step.first[0], 1),
-            "written": step.phone.sent, "accepted": len(rows),
-            "not_accepted": max(step.phone.sent - len(rows), 0),
-            "replies_at_fakesmsc": step.phone.replies, "sms_at_fakesmsc": step.phone.got,
+            "written": step.sender.sent, "accepted": len(rows),
+            "accepted_after_cut": len(after),
+            "not_accepted": max(step.sender.sent - len(rows) - len(after), 0),
+            "replies_at_fakesmsc": step.replies,
             "within_sla": within, "late": len(rows) - within, "sla_s": sla,
             "sla_ok_ratio": round(within / len(rows), 4) if rows else None,
             "latency_s": stats([s for s in latencies if s != math.inf]),
             "unsent": sum(1 for s in latencies if s == math.inf),
-            "receipt_span_s": round(max(received) - step.phone.started, 1) if received else 0.0,
+            "send_s": stats(sends),
+            "receipt_span_s": round(max(received) - step.sender.started, 1) if received else 0.0,
             "drained": step.drained, "drained_after_s": round(step.drained_s, 1),
-            "smsbox": step.extra,
+            "smsbox": step.smsbox, "integrity": step.integrity,
             "cpu": step.cpu,
             "cpu_ms_per_reply": {
                 "gateway": round(gateway_cores * 1000 / replies, 2),
@@ -672,20 +840,13 @@ class Through:
         }
 
     def integrity(self) -> dict[str, Any]:
-        """Every MO the gateway accepted through Kannel got exactly one reply: PostgreSQL's
-        rows, and the replies fakesmsc received."""
-        with self.system.connect() as conn:
-            inbound, answered, missing_, duplicated, failed = reports.integrity(
-                conn, f"{self.tag}-%")
-            dead = reports.dead_letters_of(conn, f"{self.tag}-%")
-            delivered = conn.execute(_DELIVERED, (f"{self.tag}-%",)).fetchone()[0]
-        at_phone = sum(s.phone.replies for s in self.steps if s.phone)
-        written = sum(s.phone.sent for s in self.steps if s.phone)
-        return {"written": written, "inbound": inbound, "answered": answered,
-                "missing": missing_, "duplicated": duplicated, "failed": failed,
-                "dead_letters": dead, "replies_at_fakesmsc": at_phone, "delivered": delivered,
-                "exactly_one_reply": bool(inbound and missing_ == 0 and duplicated == 0
-                                          and failed == 0 and at_phone == inbound)}
+        """The steps' integrity together."""
+        parts = [s.integrity for s in self.steps]
+        total = {key: sum(p[key] for p in parts) for key in
+                 ("written", "inbound", "counted", "answered", "missing", "duplicated", "failed",
+                  "dead_letters", "delivered", "replies_at_fakesmsc")}
+        return {**total, "phone_checked": all(p["phone_checked"] for p in parts),
+                "exactly_one_reply": bool(parts) and all(p["exactly_one_reply"] for p in parts)}
 
 
 # Reply parts whose delivery report came back through Kannel's dlr-url to the ingest.
@@ -708,13 +869,13 @@ def measure_through_kannel(seconds: float, rate: float, *, redis_url: str | None
                            log: Any = print) -> dict[str, Any]:
     """The gateway driven through Kannel as deployed: figures and details (module docstring).
 
-    `rate`: where the steady step starts, the rate the gateway sustained with the file
+    `rate`: where the steady steps start, the rate the gateway sustained with the file
     transport in this run."""
     d = through_durations(seconds)
     deployed = Deployed.read()
     user = deployed.get("sendsms-user", "username", "govsms")
     password = secrets.token_urlsafe(18)
-    ports = Ports()
+    ports = Ports.free()
 
     def transport(settings: Settings) -> str:
         dlr = (f"{settings.ingest_url}/sms/dlr?token={settings.secret()}"
@@ -729,29 +890,30 @@ def measure_through_kannel(seconds: float, rate: float, *, redis_url: str | None
         checks: list[dict[str, Any]] = []
         held, sustained = False, 0.0
         offered = max(rate, 1.0)
-        for n in (1, 2):
+        for n in range(1, STEPS + 1):
             step = through.run(f"steady{n}", rate=offered, seconds=d["window"],
-                               warmup=d["warmup"], drain_cap=60)
+                               warmup=d["warmup"], abort=True, drain_cap=d["drain_cap"])
             summary = through.summary(step)
-            ok = (summary["replies_per_s"] >= 0.95 * summary["written_per_s"]
+            ok = (not step.aborted and summary["replies_per_s"] >= 0.95 * summary["written_per_s"]
                   and summary["backlog_growth"] <= max(offered, 5))
             checks.append({**summary, "held": ok})
             log(f"  through Kannel at {offered:,.0f}/s: {summary['replies_per_s']:,.1f} replies/s"
-                f" at fakesmsc, backlog {summary['backlog_growth']:+d} -> "
+                f" at fakesmsc, backlog {summary['backlog_growth']:+d}"
+                f"{' (stopped early)' if step.aborted else ''} -> "
                 f"{'held' if ok else 'did not hold'}; {summary['late']} past the SLA")
             if ok:
                 held, sustained = True, min(summary["replies_per_s"], offered)
                 break
             sustained = summary["replies_per_s"]
-            offered = max(0.9 * sustained, 1.0)
+            offered = max(min(max(STEP_DOWN * offered, 0.95 * sustained), 0.95 * offered), 1.0)
         burst_rate = BURST_FACTOR * max(sustained, 1.0)
         step = through.run("burst", rate=burst_rate, seconds=d["burst"], warmup=0.0,
-                           drain_cap=d["drain_cap"])
+                           feed_cap=d["burst_feed_cap"], drain_cap=d["drain_cap"])
         burst = through.summary(step)
         log(f"  burst through Kannel {burst_rate:,.0f}/s for {d['burst']:.0f} s: "
             f"{burst['sla_ok_ratio'] or 0:.1%} of {burst['accepted']:,} accepted answered "
-            f"within {burst['sla_s']:.0f} s, {burst['not_accepted']:,} never accepted "
-            f"(drained {step.drained_s:.0f} s after)")
+            f"within {burst['sla_s']:.0f} s, {burst['not_accepted']:,} not accepted "
+            f"({step.drained_s:.0f} s after)")
         integrity = through.integrity()
         processes = [n for n in system.roots if n not in ("redis", "postgres")]
     steady = checks[-1]
@@ -764,6 +926,7 @@ def measure_through_kannel(seconds: float, rate: float, *, redis_url: str | None
             "durations_s": d, "started_at_per_s": round(max(rate, 1.0), 1), "held": held,
             "steady_checks": checks, "late": steady["late"], "burst": burst,
             "burst_factor": BURST_FACTOR, "integrity": integrity,
+            "abort_backlog_s": ABORT_BACKLOG_S, "step_down": STEP_DOWN,
             "kannel_settings": {key: deployed.get("smsbox", key) for key in
                                 ("http-request-retry", "http-queue-delay", "mo-recode")},
             "mo_lines": len(through.lines), "processes": processes,

@@ -279,33 +279,45 @@ def kannel_method(report: dict[str, Any]) -> str:
         steady = t["steady_checks"][-1]
         held = "" if t["held"] else " (none held: the reply rate of the last step)"
         b = t["burst"]
+        late = sum(c["late"] for c in t["steady_checks"])
+        accepted = sum(c["accepted"] for c in t["steady_checks"])
+        cut = (f" MOs Kannel handed over more than {t['durations_s']['burst_feed_cap']:g} s after"
+               f" the last was written are not counted: {b['accepted_after_cut']:,} came that "
+               "late, and are counted as not accepted." if b.get("accepted_after_cut") else "")
         out.append(f"""- `kannel_e2e_msgs_per_s`: the gateway driven through real Kannel as
-  deployed: a second start of the gateway (the same demo data) whose transport is smsbox's sendsms
-  (`kannel+http://...`, a dlr-url to the ingest's `/sms/dlr`), and Kannel configured with
-  deploy/kannel/smsbox.conf itself: the catch-all get-url to `/sms/inbound` with the token,
-  `http-request-retry = {s['http-request-retry']}`, `http-queue-delay =
+  deployed: a second start of the gateway (the same demo data) whose transport is smsbox's
+  sendsms (`kannel+http://...`, a dlr-url to the ingest's `/sms/dlr`), and Kannel configured
+  with deploy/kannel/smsbox.conf itself: the catch-all get-url to `/sms/inbound` with the
+  token, `http-request-retry = {s['http-request-retry']}`, `http-queue-delay =
   {s['http-queue-delay']}`, `mo-recode = {s['mo-recode']}`, the sendsms-user (only ports, the
   ingest's address, the token, the password and log files put in). fakesmsc writes
   {t['mo_lines']:,} distinct MOs of the load generator's traffic (`bench.loadgen.Traffic`;
   Cyrillic and Kazakh as UCS-2, as a handset sends them), one at random each time, at a fixed
-  rate (`-i 1/rate -m N`): first at `e2e_msgs_per_s`; it holds when the replies fakesmsc
-  receives over a {t['durations_s']['window']:g} s window after a
-  {t['durations_s']['warmup']:g} s warm-up keep pace (>= 95% of the MOs written) and the MOs
-  without their reply grow by less than a second of traffic; else once more at 90% of the
-  reply rate seen. The figure is the rate that held{held}. Each step restarts bearerbox
-  with a `smsc-id` of its own, which Kannel hands the ingest as `smsc`, so PostgreSQL's rows
-  of a step are found by it. {steady['late']} of the last step's {steady['accepted']:,} MOs were
-  answered past the {steady['sla_s']:g} s SLA (`outbound.sent_at - inbound.received_at`).
+  rate (`-i 1/rate -m N`), first at `e2e_msgs_per_s` ({t['started_at_per_s']:,.1f}/s). A rate
+  holds when the replies fakesmsc receives over a {t['durations_s']['window']:g} s window
+  after a {t['durations_s']['warmup']:g} s warm-up keep pace (>= 95% of the MOs written) and
+  the MOs without their reply grow by less than a second of traffic. One that clearly does
+  not (more than {t['abort_backlog_s']:g} s of its traffic waiting for replies) is stopped
+  early, a second fakesmsc taking the replies still to come, and drained; the next rate is
+  {t['step_down']:.0%} of it, or 95% of the replies seen if more. The figure is the first rate
+  that held{held}. Each step restarts bearerbox with a `smsc-id` of its own, which Kannel
+  hands the ingest as `smsc`, so PostgreSQL's rows of a step are found by it.
+  {late} of the steps' {accepted:,} MOs were answered past the {steady['sla_s']:g} s SLA
+  (`outbound.sent_at - inbound.received_at`), {steady['late']} in the last step.
 - `kannel_burst_sla_ok_ratio`: fakesmsc at {t['burst_factor']:g}x that rate
   ({b['offered_per_s']:,.1f}/s) for {t['durations_s']['burst']:g} s, Kannel retrying what the
-  gateway refuses (503 while more wait for their reply than it can answer within the SLA),
-  then drained: the share of the {b['accepted']:,} MOs the gateway accepted that were answered
-  within {b['sla_s']:g} s of receipt. {b['not_accepted']:,} of the {b['written']:,} MOs written
-  never reached the gateway (Kannel gave up after its retries, or still held them when the
-  bench stopped waiting).""")
+  gateway refuses (503 while more wait for their reply than it can answer within the SLA)
+  and holding in its queue what the gateway has not taken yet; then drained: the share of the
+  {b['accepted']:,} MOs the gateway accepted that were answered within {b['sla_s']:g} s of
+  receipt.{cut} {b['not_accepted']:,} of the {b['written']:,} MOs written never reached the
+  gateway while counted (Kannel gave up after its retries, or still held them).""")
     out.append("- `e2e_to_kannel_ratio`: `e2e_msgs_per_s / kannel_ceiling_msgs_per_s`: the share "
                "of what Kannel alone can carry that the gateway answers.")
     return "\n".join(out)
+
+
+def _ms(values: dict[str, Any], key: str) -> str:
+    return f"{values[key] * 1000:.1f}" if values.get(key) is not None else "n/a"
 
 
 def kannel_section(report: dict[str, Any]) -> str:
@@ -317,8 +329,10 @@ def kannel_section(report: dict[str, Any]) -> str:
     t = through
     rows = "\n".join(
         f"| {c['offered_per_s']:,.1f} | {c['written_per_s']:,.1f} | {c['replies_per_s']:,.1f} | "
-        f"{c['backlog_growth']:+d} | {c['late']} | {'yes' if c['held'] else 'no'} |"
-        for c in t["steady_checks"])
+        f"{c['backlog_growth']:+d}{' (stopped)' if c.get('aborted') else ''} | "
+        f"{_ms(c['send_s'], 'p50')} | {_ms(c['send_s'], 'p99')} | {c['late']} | "
+        f"{'(burst)' if c['held'] is None else 'yes' if c['held'] else 'no'} |"
+        for c in [*t["steady_checks"], {**t["burst"], "held": None}])
     b, i = t["burst"], t["integrity"]
     steady = t["steady_checks"][-1]
     per = steady.get("cpu_ms_per_reply") or {}
@@ -329,10 +343,13 @@ def kannel_section(report: dict[str, Any]) -> str:
                 if per else "")
     return f"""## Through Kannel
 
-| offered /s | MOs written /s | replies at fakesmsc /s | unanswered growth | late | held |
-|---|---|---|---|---|---|
+| offered /s | MOs written /s | replies at fakesmsc /s | unanswered growth | send p50 ms | send p99 ms | late | held |
+|---|---|---|---|---|---|---|---|
 {rows}
 
+"send": the transport's part of a one-part reply, `claimed_at -> sent_at`: the GET to
+smsbox's sendsms answered (smsbox answers once bearerbox has the MT). The outbound worker sends
+one part at a time in each of its processes, so this time bounds its replies per second.
 {cpu_line}
 
 Burst: {b['written']:,} MOs written at {b['written_per_s']:,.1f}/s; the gateway accepted

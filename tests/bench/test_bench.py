@@ -102,5 +102,5 @@ def test_a_tiny_bench_writes_every_figure(empty_database, fresh_redis, tmp_path:
                             / written["kannel_ceiling_msgs_per_s"], rel_tol=1e-2)
         through = details["kannel"]["through"]
         assert through["integrity"]["exactly_one_reply"] is True
-        assert through["integrity"]["written"] == through["integrity"]["inbound"]
+        assert 0 < through["integrity"]["inbound"] <= through["integrity"]["written"]
         assert "## Through Kannel" in markdown

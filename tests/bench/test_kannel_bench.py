@@ -45,7 +45,7 @@ def test_the_deployed_smsbox_conf_is_what_kannel_runs(tmp_path) -> None:
     """The through-Kannel run takes deploy/kannel/smsbox.conf whole: only this run's ports,
     the ingest's address, the token, the password and the log files are put in."""
     deployed = kannel.Deployed.read()
-    ports = kannel.Ports()
+    ports = kannel.Ports.free()
     text = deployed.config(tmp_path, ports, smsc_id="bench-x-steady1",
                            ingest="http://127.0.0.1:4321", token="tok-en", password="pw")
     assert 'get-url = "http://127.0.0.1:4321/sms/inbound?' in text and "token=tok-en" in text
@@ -70,9 +70,14 @@ def test_replies_are_counted_whole_at_the_phone(tmp_path) -> None:
         b"2026-01-01 00:00:00 [1] [0] DEBUG: Got message 3: <1414 +77011230002 udh "
         b"%05%00%03%A7%02%02 data def>\n"
         b"2026-01-01 00:00:00 [1] [0] INFO: Got message 4: <1414 +7701123")  # not yet whole
-    phone = kannel.Phone(child=None, log_path=log, count=2, started=0.0)  # type: ignore[arg-type]
+    phone = kannel.Phone(child=None, log_path=log, count=3, started=0.0)  # type: ignore[arg-type]
     _, sent, replies = phone.read()
     assert (sent, phone.got, replies) == (2, 3, 2)
     with log.open("ab") as f:
         f.write(b"0003>\n")
-    assert phone.read()[2] == 3
+        f.write(b"2026-01-01 00:00:01 [1] [0] INFO: fakesmsc: sent message 3\n")
+        # What it logs when it stops is no MO count.
+        f.write(b"2026-01-01 00:00:01 [1] [0] INFO: fakesmsc: 3 messages sent and 4 received\n"
+                b"2026-01-01 00:00:01 [1] [0] INFO: fakesmsc: from first to last sent message "
+                b"2.4 s, 400.0 msgs/s\n")
+    assert phone.read()[1:] == (3, 3)
