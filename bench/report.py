@@ -254,6 +254,9 @@ def kannel_method(report: dict[str, Any]) -> str:
         unreliable = (f" **Not reliable in this run ({c['unreliable']}): written as n/a.**"
                       if c.get("unreliable") else "")
         by = c["cpu_ms_per_reply_by_process"]
+        again = (" Kannel's queue emptied before half the window in a first run (the probe had "
+                 "caught a slow moment): these are a second run's, N sized from the first's "
+                 "rate." if c.get("runs", 1) > 1 else "")
         out.append(f"""- `kannel_ceiling_msgs_per_s`: Debian's Kannel on its own: bearerbox
   with one fake SMSC link and smsbox with a static-text sms-service (`text = "ok"`: smsbox answers
   each MO itself, no HTTP), log files at info, consoles at panic only (`-v 4`, as Debian's
@@ -265,7 +268,7 @@ def kannel_method(report: dict[str, Any]) -> str:
   {c['window_s']:g} s window after a {c['durations_s']['warmup']:g} s warm-up:
   {c['replies_in_window']:,}. fakesmsc cannot pace thousands a second (it waits between sends
   polling with a timeout rounded to 0 ms, a core of its own), so it writes them at once and
-  Kannel works through its queue.{unreliable}
+  Kannel works through its queue.{again}{unreliable}
 - `kannel_cpu_ms_per_msg`: CPU of bearerbox + smsbox + fakesmsc (`/proc/<pid>/stat`) from
   the first MO written to the last of the {c['replies']:,} replies received, per reply: every
   MO read and every reply written is in it (bearerbox {by['bearerbox']:.3f} ms, smsbox
@@ -316,6 +319,13 @@ def kannel_method(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _messages(smsbox: dict[str, Any]) -> str:
+    found = smsbox.get("messages") or {}
+    if not found:
+        return ""
+    return " (" + "; ".join(f"{n:,}x `{m}`" for m, n in found.items()) + ")"
+
+
 def _ms(values: dict[str, Any], key: str) -> str:
     return f"{values[key] * 1000:.1f}" if values.get(key) is not None else "n/a"
 
@@ -337,7 +347,13 @@ def kannel_section(report: dict[str, Any]) -> str:
     steady = t["steady_checks"][-1]
     per = steady.get("cpu_ms_per_reply") or {}
     exactly_one = "yes" if i["exactly_one_reply"] else "NO"
-    cpu_line = (f"CPU per reply in the last step's window: {per['gateway']:.1f} ms in the "
+    sends = [c["send_s"]["p50"] for c in [*t["steady_checks"], b] if c["send_s"].get("p50")]
+    held_send = steady["send_s"].get("p50") if t["held"] else None
+    slow = (f"While the gateway took in less than was offered (MOs waiting in Kannel) the send "
+            f"took up to {max(sends) * 1000:.0f} ms (p50 of a step), against "
+            f"{held_send * 1000:.0f} ms in the step that held.\n"
+            if held_send and sends and max(sends) > 2 * held_send else "")
+    cpu_line = slow + (f"CPU per reply in the last step's window: {per['gateway']:.1f} ms in the "
                 f"gateway's processes (with PostgreSQL, Redis), {per['kannel']:.2f} ms in "
                 f"bearerbox + smsbox + fakesmsc, {per['machine']:.1f} ms on the machine."
                 if per else "")
@@ -357,14 +373,19 @@ Burst: {b['written']:,} MOs written at {b['written_per_s']:,.1f}/s; the gateway 
 {b['within_sla']:,} answered within {b['sla_s']:g} s of receipt ({_fmt(b['sla_ok_ratio'])}),
 {b['unsent']} never answered;
 latency p50 {_fmt(b['latency_s'].get('p50'))} s, p99 {_fmt(b['latency_s'].get('p99'))} s, max
-{_fmt(b['latency_s'].get('max'))} s. smsbox logged {b['smsbox']['warning_lines']:,} warnings and
-{b['smsbox']['error_lines']:,} errors in the burst.
+{_fmt(b['latency_s'].get('max'))} s. smsbox logged {b['smsbox']['warning_lines']:,} warnings,
+{b['smsbox']['error_lines']:,} errors{_messages(b['smsbox'])} and `No reply sent, denied.` (what it
+logs for an MO it gave up on after its retries) {b['smsbox']['no_reply_sent_denied']:,} times.
 
 Every MO exactly one reply through Kannel: **{exactly_one}**: {i['written']:,} written by
 fakesmsc, {i['inbound']:,} accepted, {i['answered']:,} answered, {i['missing']} missing,
 {i['duplicated']} duplicated, {i['failed']} failed, {i['dead_letters']} dead letters in PostgreSQL;
-{i['replies_at_fakesmsc']:,} replies received by fakesmsc, {i.get('delivered', 0):,} reply parts
-with Kannel's delivery report back.
+{i['unanswered']:,} of the burst's counted MOs not answered when the bench stopped waiting (all
+past the SLA); {i['phone_checked_replies']:,} replies at fakesmsc for the
+{i['phone_checked_inbound']:,} MOs of the steps checked at the phone
+({', '.join(i['phone_checked_steps']) or 'none'}: not a step stopped early, whose first
+fakesmsc loses the MTs in its socket, nor a burst still being fed); {i.get('delivered', 0):,}
+reply parts with Kannel's delivery report back.
 """
 
 
