@@ -894,9 +894,8 @@ _QUOTED = re.compile(rb"<[^>]*>|https?://\S+")  # URLs carry the bridge token: n
 
 
 def _smsbox_counts(path: Path) -> dict[str, Any]:
-    """What smsbox logged of its trouble: its error and warning lines by message (numbers,
-    URLs and quoted values taken out), and the MOs it answered `No reply sent, denied.` for
-    (what it logs once it gives up on a get-url after its retries)."""
+    """What smsbox logged of its trouble: its error and warning lines, the most frequent by
+    message (numbers, URLs and quoted values taken out)."""
     text = _read_from(path, 0)
     kinds: dict[str, int] = {}
     for line in text.splitlines():
@@ -908,7 +907,7 @@ def _smsbox_counts(path: Path) -> dict[str, Any]:
                 kinds[key] = kinds.get(key, 0) + 1
     top = dict(sorted(kinds.items(), key=lambda kv: -kv[1])[:5])
     return {"error_lines": text.count(b"] ERROR: "), "warning_lines": text.count(b"] WARNING: "),
-            "no_reply_sent_denied": text.count(b"No reply sent, denied."), "messages": top}
+            "messages": top}
 
 
 def measure_through_kannel(seconds: float, rate: float, *, redis_url: str | None = None,

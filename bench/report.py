@@ -373,19 +373,18 @@ Burst: {b['written']:,} MOs written at {b['written_per_s']:,.1f}/s; the gateway 
 {b['within_sla']:,} answered within {b['sla_s']:g} s of receipt ({_fmt(b['sla_ok_ratio'])}),
 {b['unsent']} never answered;
 latency p50 {_fmt(b['latency_s'].get('p50'))} s, p99 {_fmt(b['latency_s'].get('p99'))} s, max
-{_fmt(b['latency_s'].get('max'))} s. smsbox logged {b['smsbox']['warning_lines']:,} warnings,
-{b['smsbox']['error_lines']:,} errors{_messages(b['smsbox'])} and `No reply sent, denied.` (what it
-logs for an MO it gave up on after its retries) {b['smsbox']['no_reply_sent_denied']:,} times.
+{_fmt(b['latency_s'].get('max'))} s. smsbox logged {b['smsbox']['warning_lines']:,} warnings and
+{b['smsbox']['error_lines']:,} errors in the burst{_messages(b['smsbox'])}.
 
 Every MO exactly one reply through Kannel: **{exactly_one}**: {i['written']:,} written by
 fakesmsc, {i['inbound']:,} accepted, {i['answered']:,} answered, {i['missing']} missing,
 {i['duplicated']} duplicated, {i['failed']} failed, {i['dead_letters']} dead letters in PostgreSQL;
 {i['unanswered']:,} of the burst's counted MOs not answered when the bench stopped waiting (all
 past the SLA); {i['phone_checked_replies']:,} replies at fakesmsc for the
-{i['phone_checked_inbound']:,} MOs of the steps checked at the phone
-({', '.join(i['phone_checked_steps']) or 'none'}: not a step stopped early, whose first
-fakesmsc loses the MTs in its socket, nor a burst still being fed); {i.get('delivered', 0):,}
-reply parts with Kannel's delivery report back.
+{i['phone_checked_inbound']:,} MOs of the steps checked there
+({', '.join(i['phone_checked_steps']) or 'none'}; a step stopped early, whose first fakesmsc
+loses the MTs in its socket, and a burst still being fed when the bench stopped counting are
+not); {i.get('delivered', 0):,} reply parts with Kannel's delivery report back.
 """
 
 
