@@ -18,7 +18,8 @@ test: install servers peers
 faults: install servers peers
 	$(PY) -m pytest -s tests/faults tests/workers/ingest/test_client_api.py tests/e2e/test_e2e_accounts.py
 
-bench: install
+# Needs Kannel (peers) for its Kannel figures, Redis and PostgreSQL binaries (servers).
+bench: install servers peers
 	$(PY) -m bench
 
 # The Grafana dashboard drawn from a short run scraped by Prometheus: docs/dashboard.png.

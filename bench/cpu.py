@@ -152,6 +152,16 @@ def snapshot(roots: dict[str, int], connect: Callable[[], psycopg.Connection],
     return CpuSnapshot(time.time(), groups, dict(backends), machine_busy())
 
 
+def trees(roots: dict[str, int]) -> CpuSnapshot:
+    """CPU so far of each process tree in `roots` and of the bench itself, asking no server:
+    for processes that are not the gateway's, such as Kannel's boxes and fakesmsc."""
+    table = _proc_table()
+    groups = {name: sum(table[p][1] for p in _tree(table, pid))
+              for name, pid in roots.items() if pid in table}
+    groups["bench"] = _own_cpu(os.getpid())
+    return CpuSnapshot(time.time(), groups, {}, machine_busy())
+
+
 def cpu_between(a: CpuSnapshot, b: CpuSnapshot) -> dict[str, Any]:
     """Cores each process group used between two snapshots (1.0 = one core flat out)."""
     wall = b.at - a.at

@@ -2,7 +2,8 @@
 
 `gateway()` starts what `workers.local.gateway.processes()` lists (but beat, flower and the
 SMPP receiver) with `workers.local.gateway.start`, and private servers with its
-`start_server`, under one `Supervisor`.
+`start_server`, under one `Supervisor`. The outbound transport is the file transport unless
+the caller names another (`transport=`: the Kannel phases point it at smsbox's sendsms).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +109,14 @@ def _seed(database_url: str, persons: int) -> dict[str, int]:
 
 @contextmanager
 def gateway(*, redis_url: str | None = None, database_url: str | None = None,
-            persons: int = 20_000, log: Any = print) -> Iterator[System]:
-    """Servers (configured, else private), migrations, demo data and the gateway's processes."""
+            persons: int = 20_000, log: Any = print,
+            transport: str | Callable[[Settings], str] | None = None) -> Iterator[System]:
+    """Servers (configured, else private), migrations, demo data and the gateway's processes.
+
+    `transport`: the outbound transport's URL, or a function of the gateway's settings giving
+    it (a Kannel dlr-url needs the ingest's port and the bridge secret, both chosen here);
+    by default the file transport, into `System.outbox`.
+    """
     env_settings = Settings()
     redis_url = redis_url or env_settings.redis_url
     database_url = database_url or env_settings.database_url
@@ -141,6 +148,9 @@ def gateway(*, redis_url: str | None = None, database_url: str | None = None,
             "bridge_secret": SecretStr(secrets.token_urlsafe(32)),
             "secret_key": SecretStr(secrets.token_urlsafe(32)),
             "transport": f"file://{folder / 'outbox.jsonl'}", "smpp_receiver": None})
+        if transport is not None:
+            settings = settings.model_copy(update={
+                "transport": transport(settings) if callable(transport) else transport})
         started = time.monotonic()
         env = local_gateway.child_env(settings, carry_secrets=True)
         local_gateway.start(settings, logs, local_gateway.supervised(supervisor, logs, env),

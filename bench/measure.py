@@ -1,6 +1,6 @@
 """`python -m bench` (what `make bench` runs): measured figures, printed and written to docs/.
 
-Four parts:
+Five parts:
 
 - the parser alone on one core (`bench/parser.py`);
 - the broker's own ceiling (unpipelined LPUSH+RPOP on a private Redis,
@@ -12,7 +12,9 @@ Four parts:
   GOVSMS_DATABASE_URL), the migrations, the demo dataset, and the processes
   `workers.local.gateway.processes()` lists (ingest, inbound, one worker per service, outbound,
   bulk...; not beat or flower) with the file transport, driven over HTTP by the load
-  generator (bench/loadgen.py), a process of its own.
+  generator (bench/loadgen.py), a process of its own;
+- Kannel: Debian's Kannel alone flat out, and a second start of the gateway driven through
+  it as deployed, fakesmsc playing the phones (`bench/kannel.py`).
 
 The end-to-end phases (`bench/phases.py`), each tagged by the `smsc` link of its messages
 so the figures come from the rows PostgreSQL recorded:
@@ -54,6 +56,7 @@ from typing import Any
 import psycopg
 import redis
 
+from bench import kannel
 from bench import report as written
 from bench.baseline import measure_broker, measure_pipeline
 from bench.cpu import OTHER, STEAL, cpu_between, machine_busy
@@ -326,6 +329,13 @@ def run(seconds: float, out: Path, *, redis_url: str | None = None,
     figures["e2e_to_broker_ratio"] = round(figures["e2e_msgs_per_s"] / figures["broker_ops_per_s"],
                                            5)
     details = e2e["details"]
+    log("Kannel")
+    through = kannel.measure(seconds, e2e_rate=figures["e2e_msgs_per_s"], redis_url=redis_url,
+                             database_url=database_url, persons=persons, log=log)
+    figures.update(through["figures"])
+    figures["e2e_to_kannel_ratio"] = kannel.ratio(figures["e2e_msgs_per_s"],
+                                                  figures["kannel_ceiling_msgs_per_s"])
+    details["kannel"] = through["details"]
     report = {"measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
               "cores": os.cpu_count(), "machine": platform.machine(),
               "cpu_model": _cpu_model(),

@@ -14,7 +14,8 @@ TARGETS = {"parser_msgs_per_s": ">= 50,000 on one core",
            "loadgen_cpu_ms_per_msg": "<= 0.15",
            "p99_latency_s_at_half_load": "<= 0.25",
            "e2e_msgs_per_s_with_flower": "reported",
-           "burst_sla_ok_ratio": "1.0 (every reply within the SLA)"}
+           "burst_sla_ok_ratio": "1.0 (every reply within the SLA)",
+           "kannel_burst_sla_ok_ratio": "1.0 (every accepted MO answered within the SLA)"}
 
 
 def write(report: dict[str, Any], figures: list[str], out: Path) -> None:
@@ -98,7 +99,9 @@ def markdown(report: dict[str, Any]) -> str:
                            "e2e_msgs_per_s_with_flower",
                            "p50_latency_s_at_half_load", "p95_latency_s_at_half_load",
                            "p99_latency_s_at_half_load", "burst_sla_ok_ratio",
-                           "e2e_to_broker_ratio") if k in report]
+                           "e2e_to_broker_ratio", "kannel_ceiling_msgs_per_s",
+                           "kannel_cpu_ms_per_msg", "kannel_e2e_msgs_per_s",
+                           "kannel_burst_sla_ok_ratio", "e2e_to_kannel_ratio") if k in report]
     rows = "\n".join(f"| `{k}` | {_fmt(report[k])} | {TARGETS.get(k, 'reported')} |"
                      for k in figures)
     versions = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
@@ -201,6 +204,7 @@ letters, spaced or not), 10% malformed texts, and a little 8188 registration tra
 - `broker_ops_per_s`: a private Redis's own ceiling in this run, unpipelined
   LPUSH+RPOP of 200-byte messages from one client, each counted as one operation.
 - `e2e_to_broker_ratio`: `e2e_msgs_per_s / broker_ops_per_s`.
+{kannel_method(report)}
 
 ## Where the CPU goes (saturated)
 
@@ -230,7 +234,167 @@ CPU at half load:
 
 {_cpu_table(d['half']['cpu'])}
 
+{kannel_section(report)}
 {analysis(report)}
+"""
+
+
+def _not_measured(part: dict[str, Any] | None, skipped: str | None) -> str | None:
+    """Why a Kannel part has no figures, or None when it has them."""
+    if skipped:
+        return f"not measured: {skipped}"
+    if not part:
+        return "not measured in this run"
+    if part.get("error"):
+        return f"not measured: it failed ({part['error']})"
+    return None
+
+
+def kannel_method(report: dict[str, Any]) -> str:
+    """The Kannel figures' bullets of "How each figure is measured"."""
+    k = report["details"].get("kannel") or {}
+    skipped = k.get("skipped")
+    ceiling, through = k.get("ceiling"), k.get("through")
+    out = []
+    why = _not_measured(ceiling, skipped)
+    if why:
+        out.append(f"- `kannel_ceiling_msgs_per_s`, `kannel_cpu_ms_per_msg`: {why}.")
+    else:
+        c = ceiling
+        unreliable = (f" **Not reliable in this run ({c['unreliable']}): written as n/a.**"
+                      if c.get("unreliable") else "")
+        by = c["cpu_ms_per_reply_by_process"]
+        again = (" Kannel's queue emptied before half the window in a first run (the probe had "
+                 "caught a slow moment): these are a second run's, N sized from the first's "
+                 "rate." if c.get("runs", 1) > 1 else "")
+        out.append(f"""- `kannel_ceiling_msgs_per_s`: Debian's Kannel on its own: bearerbox
+  with one fake SMSC link and smsbox with a static-text sms-service (`text = "ok"`: smsbox answers
+  each MO itself, no HTTP), log files at info, consoles at panic only (`-v 4`, as Debian's
+  init script starts them). fakesmsc, Kannel's test SMSC, writes
+  {c['mos']:,} MOs of the bench's traffic at full speed (`-i 0 -m N`, about
+  {c['mos_written_per_s']:,} a second; N sized from a {c['probe_mos']:,}-MO probe,
+  {c['probe_replies_per_s']:,}/s, so MOs still wait in Kannel when the window ends:
+  {c['waiting_at_window_end']:,} did). The replies fakesmsc logs (`Got message N`) over a
+  {c['window_s']:g} s window after a {c['durations_s']['warmup']:g} s warm-up:
+  {c['replies_in_window']:,}. fakesmsc cannot pace thousands a second (it waits between sends
+  polling with a timeout rounded to 0 ms, a core of its own), so it writes them at once and
+  Kannel works through its queue.{again}{unreliable}
+- `kannel_cpu_ms_per_msg`: CPU of bearerbox + smsbox + fakesmsc (`/proc/<pid>/stat`) from
+  the first MO written to the last of the {c['replies']:,} replies received, per reply: every
+  MO read and every reply written is in it (bearerbox {by['bearerbox']:.3f} ms, smsbox
+  {by['smsbox']:.3f} ms, fakesmsc {by['fakesmsc']:.3f} ms).""")
+    why = _not_measured(through, skipped)
+    if why:
+        out.append(f"- `kannel_e2e_msgs_per_s`, `kannel_burst_sla_ok_ratio`: {why}.")
+    else:
+        t = through
+        s = t["kannel_settings"]
+        steady = t["steady_checks"][-1]
+        held = "" if t["held"] else " (none held: the reply rate of the last step)"
+        b = t["burst"]
+        late = sum(c["late"] for c in t["steady_checks"])
+        accepted = sum(c["accepted"] for c in t["steady_checks"])
+        cut = (f" MOs Kannel handed over more than {t['durations_s']['burst_feed_cap']:g} s after"
+               f" the last was written are not counted: {b['accepted_after_cut']:,} came that "
+               "late, and are counted as not accepted." if b.get("accepted_after_cut") else "")
+        out.append(f"""- `kannel_e2e_msgs_per_s`: the gateway driven through real Kannel as
+  deployed: a second start of the gateway (the same demo data) whose transport is smsbox's
+  sendsms (`kannel+http://...`, a dlr-url to the ingest's `/sms/dlr`), and Kannel configured
+  with deploy/kannel/smsbox.conf itself: the catch-all get-url to `/sms/inbound` with the
+  token, `http-request-retry = {s['http-request-retry']}`, `http-queue-delay =
+  {s['http-queue-delay']}`, `mo-recode = {s['mo-recode']}`, the sendsms-user (only ports, the
+  ingest's address, the token, the password and log files put in). fakesmsc writes
+  {t['mo_lines']:,} distinct MOs of the load generator's traffic (`bench.loadgen.Traffic`;
+  Cyrillic and Kazakh as UCS-2, as a handset sends them), one at random each time, at a fixed
+  rate (`-i 1/rate -m N`), first at `e2e_msgs_per_s` ({t['started_at_per_s']:,.1f}/s). A rate
+  holds when the replies fakesmsc receives over a {t['durations_s']['window']:g} s window
+  after a {t['durations_s']['warmup']:g} s warm-up keep pace (>= 95% of the MOs written) and
+  the MOs without their reply grow by less than a second of traffic. One that clearly does
+  not (more than {t['abort_backlog_s']:g} s of its traffic waiting for replies) is stopped
+  early, a second fakesmsc taking the replies still to come, and drained; the next rate is
+  {t['step_down']:.0%} of it, or 95% of the replies seen if more. The figure is the first rate
+  that held{held}. Each step restarts bearerbox with a `smsc-id` of its own, which Kannel
+  hands the ingest as `smsc`, so PostgreSQL's rows of a step are found by it.
+  {late} of the steps' {accepted:,} MOs were answered past the {steady['sla_s']:g} s SLA
+  (`outbound.sent_at - inbound.received_at`), {steady['late']} in the last step.
+- `kannel_burst_sla_ok_ratio`: fakesmsc at {t['burst_factor']:g}x that rate
+  ({b['offered_per_s']:,.1f}/s) for {t['durations_s']['burst']:g} s, Kannel retrying what the
+  gateway refuses (503 while more wait for their reply than it can answer within the SLA)
+  and holding in its queue what the gateway has not taken yet; then drained: the share of the
+  {b['accepted']:,} MOs the gateway accepted that were answered within {b['sla_s']:g} s of
+  receipt.{cut} {b['not_accepted']:,} of the {b['written']:,} MOs written never reached the
+  gateway while counted (Kannel gave up after its retries, or still held them).""")
+    out.append("- `e2e_to_kannel_ratio`: `e2e_msgs_per_s / kannel_ceiling_msgs_per_s`: the share "
+               "of what Kannel alone can carry that the gateway answers.")
+    return "\n".join(out)
+
+
+def _messages(smsbox: dict[str, Any]) -> str:
+    found = smsbox.get("messages") or {}
+    if not found:
+        return ""
+    return " (" + "; ".join(f"{n:,}x `{m}`" for m, n in found.items()) + ")"
+
+
+def _ms(values: dict[str, Any], key: str) -> str:
+    return f"{values[key] * 1000:.1f}" if values.get(key) is not None else "n/a"
+
+
+def kannel_section(report: dict[str, Any]) -> str:
+    """Through Kannel: the steps, the burst, every MO's one reply and where the CPU went."""
+    k = report["details"].get("kannel") or {}
+    through = k.get("through")
+    if _not_measured(through, k.get("skipped")):
+        return ""
+    t = through
+    rows = "\n".join(
+        f"| {c['offered_per_s']:,.1f} | {c['written_per_s']:,.1f} | {c['replies_per_s']:,.1f} | "
+        f"{c['backlog_growth']:+d}{' (stopped)' if c.get('aborted') else ''} | "
+        f"{_ms(c['send_s'], 'p50')} | {_ms(c['send_s'], 'p99')} | {c['late']} | "
+        f"{'(burst)' if c['held'] is None else 'yes' if c['held'] else 'no'} |"
+        for c in [*t["steady_checks"], {**t["burst"], "held": None}])
+    b, i = t["burst"], t["integrity"]
+    steady = t["steady_checks"][-1]
+    per = steady.get("cpu_ms_per_reply") or {}
+    exactly_one = "yes" if i["exactly_one_reply"] else "NO"
+    sends = [c["send_s"]["p50"] for c in [*t["steady_checks"], b] if c["send_s"].get("p50")]
+    held_send = steady["send_s"].get("p50") if t["held"] else None
+    slow = (f"While the gateway took in less than was offered (MOs waiting in Kannel) the send "
+            f"took up to {max(sends) * 1000:.0f} ms (p50 of a step), against "
+            f"{held_send * 1000:.0f} ms in the step that held.\n"
+            if held_send and sends and max(sends) > 2 * held_send else "")
+    cpu_line = slow + (f"CPU per reply in the last step's window: {per['gateway']:.1f} ms in the "
+                f"gateway's processes (with PostgreSQL, Redis), {per['kannel']:.2f} ms in "
+                f"bearerbox + smsbox + fakesmsc, {per['machine']:.1f} ms on the machine."
+                if per else "")
+    return f"""## Through Kannel
+
+| offered /s | MOs written /s | replies at fakesmsc /s | unanswered growth | send p50 ms | send p99 ms | late | held |
+|---|---|---|---|---|---|---|---|
+{rows}
+
+"send": the transport's part of a one-part reply, `claimed_at -> sent_at`: the GET to
+smsbox's sendsms answered (smsbox answers once bearerbox has the MT). The outbound worker sends
+one part at a time in each of its processes, so this time bounds its replies per second.
+{cpu_line}
+
+Burst: {b['written']:,} MOs written at {b['written_per_s']:,.1f}/s; the gateway accepted
+{b['accepted']:,} over {b['receipt_span_s']:g} s from the burst's start,
+{b['within_sla']:,} answered within {b['sla_s']:g} s of receipt ({_fmt(b['sla_ok_ratio'])}),
+{b['unsent']} never answered;
+latency p50 {_fmt(b['latency_s'].get('p50'))} s, p99 {_fmt(b['latency_s'].get('p99'))} s, max
+{_fmt(b['latency_s'].get('max'))} s. smsbox logged {b['smsbox']['warning_lines']:,} warnings and
+{b['smsbox']['error_lines']:,} errors in the burst{_messages(b['smsbox'])}.
+
+Every MO exactly one reply through Kannel: **{exactly_one}**: {i['written']:,} written by
+fakesmsc, {i['inbound']:,} accepted, {i['answered']:,} answered, {i['missing']} missing,
+{i['duplicated']} duplicated, {i['failed']} failed, {i['dead_letters']} dead letters in PostgreSQL;
+{i['unanswered']:,} of the burst's counted MOs not answered when the bench stopped waiting (all
+past the SLA); {i['phone_checked_replies']:,} replies at fakesmsc for the
+{i['phone_checked_inbound']:,} MOs of the steps checked there
+({', '.join(i['phone_checked_steps']) or 'none'}; a step stopped early, whose first fakesmsc
+loses the MTs in its socket, and a burst still being fed when the bench stopped counting are
+not); {i.get('delivered', 0):,} reply parts with Kannel's delivery report back.
 """
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import loadgen
+from bench import kannel, loadgen
 from bench import measure as bench
 from tests.support.parser_cases import default_index
 from tests.support.servers import claimed_redis_db
@@ -22,7 +22,8 @@ KEYS = ("parser_msgs_per_s", "broker_ops_per_s", "e2e_msgs_per_s", "p50_latency_
         "p95_latency_s_at_half_load", "p99_latency_s_at_half_load", "burst_sla_ok_ratio",
         "e2e_to_broker_ratio", "cores", "versions", "burst_seconds", "exactly_one_reply",
         "duplicates", "missing", "measured_at", "details", "gateway_cpu_ms_per_msg",
-        "loadgen_cpu_ms_per_msg", "e2e_msgs_per_s_with_flower")
+        "loadgen_cpu_ms_per_msg", "e2e_msgs_per_s_with_flower", *kannel.FIGURES,
+        "e2e_to_kannel_ratio")
 
 
 def test_the_load_generator_sends_every_row_of_the_seed_tables() -> None:
@@ -57,7 +58,7 @@ def fresh_redis(redis_server: str) -> Iterator[str]:
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(210)
 def test_a_tiny_bench_writes_every_figure(empty_database, fresh_redis, tmp_path: Path,
                                           monkeypatch) -> None:
     for name in [k for k in os.environ if k.startswith("GOVSMS_")]:
@@ -94,5 +95,17 @@ def test_a_tiny_bench_writes_every_figure(empty_database, fresh_redis, tmp_path:
     assert all(one["answered"] == one["messages"] > 0 for one in details["inproc"])
     markdown = (tmp_path / "benchmarks.md").read_text()
     for key in ("e2e_msgs_per_s", "p99_latency_s_at_half_load", "burst_sla_ok_ratio",
-                "e2e_to_broker_ratio", "Where the CPU goes"):
+                "e2e_to_broker_ratio", "Where the CPU goes", *kannel.FIGURES,
+                "e2e_to_kannel_ratio"):
         assert key in markdown
+
+    if kannel.missing() is None:  # else each is None, and the text says why
+        assert written["kannel_ceiling_msgs_per_s"] > 0 and written["kannel_cpu_ms_per_msg"] > 0
+        assert written["kannel_e2e_msgs_per_s"] > 0
+        assert 0 <= written["kannel_burst_sla_ok_ratio"] <= 1
+        assert math.isclose(written["e2e_to_kannel_ratio"], written["e2e_msgs_per_s"]
+                            / written["kannel_ceiling_msgs_per_s"], rel_tol=1e-2)
+        through = details["kannel"]["through"]
+        assert through["integrity"]["exactly_one_reply"] is True
+        assert 0 < through["integrity"]["inbound"] <= through["integrity"]["written"]
+        assert "## Through Kannel" in markdown

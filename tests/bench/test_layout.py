@@ -12,7 +12,7 @@ from setuptools import find_namespace_packages
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("workers", "parsers", "services", "replies")
 KIT = ("bench.measure", "bench.gateway", "bench.phases", "bench.cpu", "bench.report",
-       "bench.loadgen", "bench.dashboard", "bench.parser", "bench.__main__")
+       "bench.loadgen", "bench.dashboard", "bench.parser", "bench.kannel", "bench.__main__")
 
 
 def test_the_kit_is_a_top_level_package() -> None:
