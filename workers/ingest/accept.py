@@ -152,10 +152,10 @@ class Batcher:
     (up to `max_batch`), then all are recorded in one transaction and enqueued in one task.
     Messages arriving while a batch is written wait for the next.
 
-    While the workers are behind (`depth()` > 0, tasks waiting on their queues, read after
-    each linger) a batch waits longer, up to `linger_max_s`: its messages would wait in the queue
-    anyway, and one task for many costs a Celery hop once. So batches, and the service and
-    deliver tasks that follow them, grow with the load and stay small when it is light.
+    While the workers are behind (`depth()` > 0: tasks waiting on their queues, read after
+    each linger) a batch waits longer, up to `linger_max_s`: its messages would wait in a
+    queue anyway, and one task for many pays a Celery hop once. So batches, and the service
+    and deliver tasks that follow them, grow with the load and stay small when it is light.
     """
 
     def __init__(self, ingest: Ingest, *, linger_s: float, linger_max_s: float | None = None,
@@ -199,7 +199,8 @@ class Batcher:
             taken, self._pending = (self._pending[:self.max_batch],
                                     self._pending[self.max_batch:])
             try:
-                results = await run_in_threadpool(self.ingest.accept_many, [sms for sms, _ in taken])
+                results = await run_in_threadpool(self.ingest.accept_many,
+                                                  [sms for sms, _ in taken])
             except Exception as error:  # noqa: BLE001 - each waiting request gets it
                 for _, future in taken:
                     if not future.done():

@@ -108,7 +108,7 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
         broker = celery or create_celery(settings, broker_timeout_s=BROKER_TIMEOUT_S)
         limits = redis.Redis.from_url(settings.redis_url or "", socket_timeout=2,
                                       socket_connect_timeout=2)
-        # The dispatch queue's depth, read between lingers: a stalled broker must not hold them.
+        # The queues' depth, read between lingers: a stalled broker must not hold a batch long.
         depth = redis.Redis.from_url(settings.redis_url or "", socket_timeout=0.25,
                                      socket_connect_timeout=0.25)
         app.state.ingest = Ingest(settings, pool, broker)
