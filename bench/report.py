@@ -250,6 +250,22 @@ def _not_measured(part: dict[str, Any] | None, skipped: str | None) -> str | Non
     return None
 
 
+def _kannel_perturbation(ceiling: dict[str, Any] | None, through: dict[str, Any] | None) -> str:
+    """A warning when something else used the machine during a Kannel window."""
+    busy: dict[str, float] = {}
+    if ceiling and ceiling.get("cpu_in_window"):
+        busy["ceiling"] = ceiling["cpu_in_window"]["cores"].get(OTHER, 0.0)
+    if through and not through.get("error"):
+        for n, c in enumerate(through["steady_checks"], 1):
+            busy[f"steady{n}"] = c["cpu"]["cores"].get(OTHER, 0.0)
+        busy["burst"] = through["burst"]["cpu"]["cores"].get(OTHER, 0.0)
+    if max(busy.values(), default=0.0) < 0.2:
+        return ""
+    return ("\n  **Warning: something else used the machine during the Kannel windows** (cores "
+            "outside the processes measured: " + ", ".join(f"{k} {v:.2f}" for k, v in busy.items())
+            + "); these figures are lower than on a quiet machine.")
+
+
 def kannel_method(report: dict[str, Any]) -> str:
     """The Kannel figures' bullets of "How each figure is measured"."""
     k = report["details"].get("kannel") or {}
@@ -324,6 +340,9 @@ def kannel_method(report: dict[str, Any]) -> str:
   {b['accepted']:,} MOs the gateway accepted that were answered within {b['sla_s']:g} s of
   receipt.{cut} {b['not_accepted']:,} of the {b['written']:,} MOs written never reached the
   gateway while counted (Kannel gave up after its retries, or still held them).""")
+    busy = _kannel_perturbation(ceiling, through)
+    if busy:
+        out.append(busy)
     out.append("- `e2e_to_kannel_ratio`: `e2e_msgs_per_s / kannel_ceiling_msgs_per_s`: the share "
                "of what Kannel alone can carry that the gateway answers.")
     return "\n".join(out)
@@ -381,7 +400,7 @@ one part at a time in each of its processes, so this time bounds its replies per
 Burst: {b['written']:,} MOs written at {b['written_per_s']:,.1f}/s; the gateway accepted
 {b['accepted']:,} over {b['receipt_span_s']:g} s from the burst's start,
 {b['within_sla']:,} answered within {b['sla_s']:g} s of receipt ({_fmt(b['sla_ok_ratio'])}),
-{b['unsent']} never answered;
+{b['unsent']} not answered when the bench stopped waiting;
 latency p50 {_fmt(b['latency_s'].get('p50'))} s, p99 {_fmt(b['latency_s'].get('p99'))} s, max
 {_fmt(b['latency_s'].get('max'))} s. smsbox logged {b['smsbox']['warning_lines']:,} warnings and
 {b['smsbox']['error_lines']:,} errors in the burst{_messages(b['smsbox'])}.
