@@ -813,7 +813,8 @@ class Through:
         with self.system.connect() as conn:
             inbound, answered, missing_, duplicated, failed = reports.integrity(conn, step.source)
             dead = reports.dead_letters_of(conn, step.source)
-            delivered = conn.execute(_DELIVERED, (step.source,)).fetchone()[0]
+            # Delivery reports that came back through Kannel's dlr-url to the ingest.
+            delivered = reports.delivered_of(conn, step.source)
         counted, after = self.counted(step)
         unanswered = 0
         if step.burst and (step.cut_at is not None or not step.drained):
@@ -884,11 +885,6 @@ class Through:
                 "exactly_one_reply": bool(parts) and all(p["exactly_one_reply"] for p in parts)}
 
 
-# Reply parts whose delivery report came back through Kannel's dlr-url to the ingest.
-_DELIVERED = """
-SELECT count(*) FROM outbound o JOIN inbound i ON i.id = o.inbound_id
-WHERE i.source LIKE %s AND o.delivery = 'delivered'
-"""
 _NUMBERS = re.compile(rb"\d+")
 _QUOTED = re.compile(rb"<[^>]*>|https?://\S+")  # URLs carry the bridge token: never kept
 

@@ -144,6 +144,10 @@ _IDS_LIKE = "SELECT id FROM inbound WHERE source LIKE %s"
 _DEAD_LIKE = """
 SELECT count(*) FROM dead_letters d JOIN inbound i ON i.id = d.inbound_id WHERE i.source LIKE %s
 """
+_DELIVERED_LIKE = """
+SELECT count(*) FROM outbound o JOIN inbound i ON i.id = o.inbound_id
+WHERE i.source LIKE %s AND o.delivery = 'delivered'
+"""
 
 
 def answered(conn: psycopg.Connection, source: str) -> int:
@@ -176,3 +180,9 @@ def inbound_ids(conn: psycopg.Connection, source_like: str) -> set[int]:
 def dead_letters_of(conn: psycopg.Connection, source_like: str) -> int:
     """Dead letters of inbound messages whose source is LIKE `source_like`."""
     return conn.execute(_DEAD_LIKE, (source_like,)).fetchone()[0]  # type: ignore[index]
+
+
+def delivered_of(conn: psycopg.Connection, source_like: str) -> int:
+    """Reply parts to inbound messages whose source is LIKE `source_like` that a delivery
+    report says reached the phone."""
+    return conn.execute(_DELIVERED_LIKE, (source_like,)).fetchone()[0]  # type: ignore[index]
