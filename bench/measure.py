@@ -14,7 +14,7 @@ Five parts:
   bulk...; not beat or flower) with the file transport, driven over HTTP by the load
   generator (bench/loadgen.py), a process of its own;
 - Kannel: Debian's Kannel alone flat out, and a second start of the gateway driven through
-  it as deployed, fakesmsc playing the phones (`bench/kannel.py`).
+  it as deployed, fakesmsc playing the phones (`bench/kannel/`: peers, ceiling, through).
 
 The end-to-end phases (`bench/phases.py`), each tagged by the `smsc` link of its messages
 so the figures come from the rows PostgreSQL recorded:
