@@ -259,11 +259,9 @@ def _kannel_perturbation(ceiling: dict[str, Any] | None, through: dict[str, Any]
         for n, c in enumerate(through["steady_checks"], 1):
             busy[f"steady{n}"] = c["cpu"]["cores"].get(OTHER, 0.0)
         busy["burst"] = through["burst"]["cpu"]["cores"].get(OTHER, 0.0)
-    if max(busy.values(), default=0.0) < 0.2:
-        return ""
-    return ("\n  **Warning: something else used the machine during the Kannel windows** (cores "
-            "outside the processes measured: " + ", ".join(f"{k} {v:.2f}" for k, v in busy.items())
-            + "); these figures are lower than on a quiet machine.")
+    return _busy_warning(busy, "\n  **Warning: something else used the machine during the "
+                               "Kannel windows** (cores outside the processes measured: ",
+                         "); these figures are lower than on a quiet machine.")
 
 
 def kannel_method(report: dict[str, Any]) -> str:
@@ -421,11 +419,17 @@ def _perturbation(details: dict[str, Any]) -> str:
     """A warning when something else used the machine during a measuring window."""
     busy = {name: details[name]["cpu"]["cores"].get(OTHER, 0.0)
             for name in ("saturate", "half", "burst") if details[name].get("cpu")}
+    return _busy_warning(busy, "**Warning: something else used the machine during the run** "
+                               "(cores outside the bench's processes: ",
+                         "); the figures are lower than on a quiet machine.\n\n")
+
+
+def _busy_warning(busy: dict[str, float], opening: str, closing: str) -> str:
+    """`opening`, the cores used outside the measured processes per window, `closing`: or
+    nothing when no window saw 0.2 cores or more of them."""
     if max(busy.values(), default=0.0) < 0.2:
         return ""
-    return ("**Warning: something else used the machine during the run** (cores outside the "
-            "bench's processes: " + ", ".join(f"{k} {v:.2f}" for k, v in busy.items())
-            + "); the figures are lower than on a quiet machine.\n\n")
+    return opening + ", ".join(f"{k} {v:.2f}" for k, v in busy.items()) + closing
 
 
 def _depths(depths: dict[str, float]) -> str:
@@ -481,7 +485,6 @@ def analysis(report: dict[str, Any]) -> str:
     slowest = max((k for k in half if k not in ("received_to_sent", "http_accept")
                    and half[k].get("n")), key=lambda k: half[k]["mean"], default=None)
     slowest_ms = half[slowest]["mean"] * 1000 if slowest else 0.0
-    inbound_depth = sat["queues_mean_depth"].get("inbound", 0)
     burst = d["burst"]
     target_ms = 1000 * (report["cores"] or 1) / 1000
     per_task = sat.get("messages_per_task", {})

@@ -236,6 +236,7 @@ def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: lis
     out = Delivered()
     until = time.monotonic() + budget_s
     window = max(1, getattr(transport, "window", 1))
+    submit = partial(_submit, transport, sealer)
     with pool.connection() as conn:
         conn.autocommit = True  # each record below is one statement: its own transaction
         try:
@@ -246,8 +247,8 @@ def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: lis
                     messages.unclaim(conn, out.later)
                     break
                 chunk = claimed[n:n + window]
-                submitted = (map(partial(_submit, transport, sealer), chunk) if len(chunk) == 1
-                             else _senders(window).map(partial(_submit, transport, sealer), chunk))
+                submitted = (map(submit, chunk) if len(chunk) == 1
+                             else _senders(window).map(submit, chunk))
                 for part, (sms, result) in zip(chunk, submitted, strict=True):
                     _record(conn, part, sms, result, out)
         finally:

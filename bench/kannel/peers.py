@@ -20,6 +20,7 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes
 from bench import cpu
 from bench.loadgen import Traffic
 from workers.local.embedded import free_port
+from workers.local.gateway import read_from
 from workers.local.supervisor import Child, Supervisor
 
 
@@ -392,15 +393,6 @@ def wait_until(check: Callable[[], bool], alive: Callable[[], bool], timeout_s: 
         if time.monotonic() > deadline:
             raise RuntimeError(f"bench: timed out waiting for {what}; see {log_path}")
         time.sleep(0.05)
-
-
-def read_from(path: Path, offset: int) -> bytes:
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            return f.read()
-    except FileNotFoundError:
-        return b""
 
 
 def sleep_until(at: float) -> None:

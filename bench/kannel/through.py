@@ -16,10 +16,11 @@ from bench import cpu
 from bench.gateway import System, gateway
 from bench.kannel.peers import (
     BURST_FACTOR, BURST_S, Deployed, KANNEL_PROCESSES, MO_LINES, Phone, Ports, boxes, mo_lines,
-    read_from, scratch_folder,
+    scratch_folder,
 )
 from bench.loadgen import Traffic
 from bench.phases import stats
+from workers.local.gateway import read_from
 from workers.messages import reports
 from workers.settings import Settings
 

@@ -66,7 +66,8 @@ def test_a_crash_between_submit_and_record_resends_once_flagged(conn, p):
     outbound_id = one_reply(conn, p)
     # A sender claims the part, submits it, and dies before recording the submit.
     with p.pool.connection() as other:
-        assert isinstance(messages.claim_outbound(other, outbound_id, 30), messages.Claimed)
+        claimed, _ = messages.claim_many(other, [outbound_id], 30)
+        assert [c.id for c in claimed] == [outbound_id]
     transport = MemoryTransport()
     busy = pipeline.deliver(p.pool, transport, p.sealer, [outbound_id], stale_s=30)
     assert busy.busy == [outbound_id] and transport.sent == []  # the claim is still young
@@ -161,7 +162,7 @@ def test_send_countdown(retries, wait, deadline_in, low, high):
 def test_the_reconciler_finds_a_claim_left_by_a_dead_sender(conn, p):
     outbound_id = one_reply(conn, p)
     with p.pool.connection() as other:
-        messages.claim_outbound(other, outbound_id, 30)
+        messages.claim_many(other, [outbound_id], 30)
     conn.execute("UPDATE outbound SET claimed_at = now() - interval '2 minutes'")
     assert messages.stale(conn, older_than_s=40, limit=10) == messages.Stale([], [outbound_id], [])
 

@@ -127,7 +127,7 @@ def start(settings: Settings, logs: Path, spawn: Spawn, *, only: Collection[str]
     alive = {name: spawn(name, argv) for name, argv in chosen.items()}
     for name in alive:
         if name.startswith("worker-"):
-            _until(lambda n=name: b"ready." in _read_from(logs / f"{n}.log", marks[n]),
+            _until(lambda n=name: b"ready." in read_from(logs / f"{n}.log", marks[n]),
                    alive[name], worker_ready_s, name, logs)
     if "ingest" in alive:
         _until(lambda: _answers(settings), alive["ingest"], ingest_ready_s, "ingest", logs)
@@ -159,7 +159,8 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _read_from(path: Path, offset: int) -> bytes:
+def read_from(path: Path, offset: int) -> bytes:
+    """What `path` holds from `offset` on (nothing while it does not exist yet)."""
     try:
         with path.open("rb") as log:
             log.seek(offset)

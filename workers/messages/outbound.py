@@ -128,13 +128,6 @@ class Claimed:
     coding: str | None
 
 
-def claim_outbound(conn: psycopg.Connection, outbound_id: int,
-                   stale_s: float) -> Claimed | bool | None:
-    """The part, claimed; True when another sender holds it; None when sent or failed."""
-    claimed, busy = claim_many(conn, [outbound_id], stale_s)
-    return claimed[0] if claimed else (True if busy else None)
-
-
 def claim_many(conn: psycopg.Connection, ids: list[int],
                stale_s: float) -> tuple[list[Claimed], list[int]]:
     """The parts claimed, in the order of `ids`, and those another sender holds; the rest
