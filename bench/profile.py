@@ -20,9 +20,14 @@ def stage_profile(run: PhaseRun, messages: list[Message]) -> dict[str, Any]:
     """Where a message spends its time, from Celery's task events and the stored timestamps.
 
     Per message received in the steady window: the client's HTTP round trip; from
-    `inbound.received_at` to the dispatch task's `task-sent` event (commit and
-    publish in the ingest); for each task, sent -> started (waiting in Redis or in a
-    worker's prefetch) and started -> succeeded (running).
+    `inbound.received_at` to the dispatch task's publish (commit and publish in the
+    ingest); for each task, published -> started (waiting in Redis or in a worker's
+    prefetch) and started -> succeeded (running).
+
+    A task's publish is its `task-sent` event where the gateway sends those
+    (`GOVSMS_TASK_EVENTS`); else, for an answer or deliver task, its parent's
+    `task-succeeded` (a task publishes the next step as it ends), and for a dispatch task
+    its `task-received` (the worker took it: the wait in Redis then counts as the ingest's).
     """
     tasks: dict[str, dict[str, Any]] = defaultdict(dict)
     for event in run.events:
@@ -35,6 +40,10 @@ def stage_profile(run: PhaseRun, messages: list[Message]) -> dict[str, Any]:
         for key in ("name", "args", "root_id", "parent_id", "runtime"):
             if event.get(key) is not None:
                 task.setdefault(key, event[key])
+    for task in tasks.values():
+        if not task.get("sent"):
+            task["sent"] = (tasks.get(task.get("parent_id"), {}).get("succeeded")
+                            or task.get("received"))
     # Tasks carry batches: a message's dispatch and answer tasks are those whose ids hold
     # it, its deliver task the first one its answer (or, unrouted, its dispatch) published.
     task_of: dict[str, dict[int, dict[str, Any]]] = {"dispatch": {}, "answer": {}}

@@ -131,9 +131,11 @@ def create_app(settings: Settings, *, broker_timeout_s: float = 5.0) -> Celery:
         worker_prefetch_multiplier=4,
         # Task events for Flower; tasks carry ids only, so it never shows personal data.
         # The workers' own (received, started, succeeded) cost three Redis publishes per
-        # task: off by default, Flower turns them on while it watches.
+        # task: off by default, Flower turns them on while it watches. A publisher's
+        # `task-sent` is one more publish per task, and no control command turns it on
+        # later: only with the setting (Flower shows a task from its `task-received`).
         worker_send_task_events=settings.task_events,
-        task_send_sent_event=True,
+        task_send_sent_event=settings.task_events,
         worker_hijack_root_logger=False,
         beat_schedule=_schedule(settings, services),
         # RedBeat keeps the schedule in Redis under a lock: a second beat waits, it does

@@ -13,10 +13,8 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from functools import cache, partial
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -28,6 +26,7 @@ from replies.reply import Reply
 from replies.sealing import Sealer
 from replies.templates import COMMON, Templates
 from replies.transports import RateLimited, Sms, Transport, TransportError
+from replies.transports.base import Outcome, send_many
 from services import account_registration
 from services.errors import StoreUnavailable
 from services.handler import Request
@@ -108,11 +107,10 @@ def render(p: Pipeline, reply: Reply) -> messages.Parts:
     return to_parts(p.templates.render(reply), p.sealer if reply.sealed else None)
 
 
-def _reply(conn: psycopg.Connection, p: Pipeline, row: messages.Inbound,
-           reply: Reply) -> list[int]:
-    return messages.add_reply(conn, inbound=row, parts=render(p, reply),
-                              service=None if reply.service == COMMON else reply.service,
-                              outcome=reply.outcome, deadline=row.received_at + p.sla)
+def _reply(p: Pipeline, row: messages.Inbound, reply: Reply) -> messages.NewReply:
+    return messages.NewReply(row, render(p, reply),
+                             None if reply.service == COMMON else reply.service,
+                             reply.outcome, row.received_at + p.sla)
 
 
 def dispatch(p: Pipeline, ids: list[int]) -> Dispatched:
@@ -128,18 +126,20 @@ def dispatch(p: Pipeline, ids: list[int]) -> Dispatched:
 def _dispatch(p: Pipeline, ids: list[int], out: Dispatched) -> None:
     with p.pool.connection() as conn, conn.transaction():
         routes: dict[int, str] = {}
+        unrouted: list[messages.NewReply] = []
         for row in messages.unfinished_inbound(conn, ids):
             with budget(MESSAGE_BUDGET_S):
                 service = p.index.parse(row.shortcode, row.text).service
             log.info("routed to %s", service or "no service", extra=correlation(row.id))
             if service is None:
-                out.outbound += _reply(conn, p, row, NOT_FOUND)
+                unrouted.append(_reply(p, row, NOT_FOUND))
             else:
                 routes[row.id] = service
                 out.services[service].append(row.id)
                 deadline = (row.received_at + p.sla).timestamp()
                 out.deadlines[service] = min(out.deadlines.get(service, deadline), deadline)
         messages.mark_dispatched(conn, routes)
+        out.outbound += messages.add_replies(conn, unrouted)
 
 
 class _HandlerFailed(Exception):
@@ -166,6 +166,7 @@ def answer(p: Pipeline, service: str, ids: list[int]) -> list[int]:
 def _answer(p: Pipeline, service: str, ids: list[int], *, isolated: bool) -> list[int]:
     handler = p.registry[service].handler
     queued: list[int] = []
+    replies: list[messages.NewReply] = []  # queued together at the end, unless isolated
     with p.pool.connection() as conn, conn.transaction():
         for row in messages.unfinished_inbound(conn, ids):
             if handler is None:
@@ -176,7 +177,10 @@ def _answer(p: Pipeline, service: str, ids: list[int], *, isolated: bool) -> lis
                 with conn.transaction() if isolated else nullcontext():
                     parsed = p.index.parse(row.shortcode, row.text)
                     reply = handler(conn, Request(row.sender, parsed, row.received_at))
-                    outbound_ids = _reply(conn, p, row, reply)
+                    if isolated:
+                        queued += messages.add_replies(conn, [_reply(p, row, reply)])
+                    else:
+                        replies.append(_reply(p, row, reply))
             except psycopg.OperationalError:
                 raise
             except Exception as error:  # a bug for this message must not block the others
@@ -188,7 +192,7 @@ def _answer(p: Pipeline, service: str, ids: list[int], *, isolated: bool) -> lis
                 continue
             log.info("answered: %s.%s", reply.service, reply.outcome,
                      extra=correlation(row.id))
-            queued += outbound_ids
+        queued += messages.add_replies(conn, replies)
     return queued
 
 
@@ -199,13 +203,12 @@ def answer_unavailable(p: Pipeline, service: str, ids: list[int], reason: str) -
 
 def bury(p: Pipeline, ids: list[int], *, task: str, reason: str) -> list[int]:
     """Give up on unanswered messages: a generic reply to each citizen, and a dead letter."""
-    queued: list[int] = []
     with p.pool.connection() as conn, conn.transaction():
-        for row in messages.unfinished_inbound(conn, ids):
-            queued += _reply(conn, p, row, UNAVAILABLE)
+        rows = messages.unfinished_inbound(conn, ids)
+        for row in rows:
             messages.add_dead_letter(conn, task=task, inbound_id=row.id, reason=reason)
             log.warning("gave up: %s", reason, extra=correlation(row.id))
-    return queued
+        return messages.add_replies(conn, [_reply(p, row, UNAVAILABLE) for row in rows])
 
 
 @dataclass(slots=True)
@@ -223,9 +226,9 @@ class Delivered:
 
 def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: list[int],
             stale_s: float = 30.0, budget_s: float = DELIVER_BUDGET_S) -> Delivered:
-    """Send each part once: claim the batch (committed), hand the parts to the transport,
-    `transport.window` at a time (1 unless it says more), and record each outcome at once
-    (one statement, committed by itself).
+    """Send each part once: claim the batch (committed), hand the parts to the transport
+    `transport.window` at a time (1 unless it says more), and record their outcomes as
+    soon as the transport gives them (one statement for those sent, committed by itself).
 
     Between a submit and the record of it, a crash leaves the part claimed; the sender
     that claims it again once the claim is stale sends it again and flags it as a possible
@@ -236,7 +239,6 @@ def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: lis
     out = Delivered()
     until = time.monotonic() + budget_s
     window = max(1, getattr(transport, "window", 1))
-    submit = partial(_submit, transport, sealer)
     with pool.connection() as conn:
         conn.autocommit = True  # each record below is one statement: its own transaction
         try:
@@ -247,57 +249,46 @@ def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: lis
                     messages.unclaim(conn, out.later)
                     break
                 chunk = claimed[n:n + window]
-                submitted = (map(submit, chunk) if len(chunk) == 1
-                             else _senders(window).map(submit, chunk))
-                for part, (sms, result) in zip(chunk, submitted, strict=True):
-                    _record(conn, part, sms, result, out)
+                texts = [_sms(sealer, part) for part in chunk]
+                _record(conn, chunk, texts, send_many(transport, texts), out)
         finally:
             conn.autocommit = False
     return out
 
 
-@cache
-def _senders(window: int) -> ThreadPoolExecutor:
-    """Threads that submit a window of parts at once (one pool per process and size)."""
-    return ThreadPoolExecutor(window, thread_name_prefix="submit")
-
-
-def _submit(transport: Transport, sealer: Sealer,
-            claimed: messages.Claimed) -> tuple[Sms, str | None | TransportError]:
+def _sms(sealer: Sealer, claimed: messages.Claimed) -> Sms:
     text = sealer.unseal(claimed.text) if claimed.sealed else claimed.text
-    sms = Sms(claimed.id, claimed.inbound_id, claimed.sender, claimed.recipient, text,
-              part=claimed.part, parts=claimed.parts, reference=claimed.reference,
-              coding=claimed.coding, sealed=claimed.text if claimed.sealed else None)
-    try:
-        return sms, transport.send(sms)
-    except TransportError as error:
-        return sms, error
+    return Sms(claimed.id, claimed.inbound_id, claimed.sender, claimed.recipient, text,
+               part=claimed.part, parts=claimed.parts, reference=claimed.reference,
+               coding=claimed.coding, sealed=claimed.text if claimed.sealed else None)
 
 
-def _record(conn: psycopg.Connection, claimed: messages.Claimed, sms: Sms,
-            result: str | None | TransportError, out: Delivered) -> None:
-    if isinstance(result, TransportError):
-        error = result
-        if error.retryable:
-            limited = isinstance(error, RateLimited)
-            messages.release(conn, claimed.id, error.reason, count_attempt=not limited,
-                             in_doubt=error.in_doubt)
+def _record(conn: psycopg.Connection, chunk: list[messages.Claimed], texts: list[Sms],
+            outcomes: list[Outcome], out: Delivered) -> None:
+    sent: list[tuple[messages.Claimed, Sms, str | None]] = []
+    for claimed, sms, result in zip(chunk, texts, outcomes, strict=True):
+        if not isinstance(result, TransportError):
+            sent.append((claimed, sms, result))
+        elif result.retryable:
+            limited = isinstance(result, RateLimited)
+            messages.release(conn, claimed.id, result.reason, count_attempt=not limited,
+                             in_doubt=result.in_doubt)
             out.retry.append(claimed.id)
-            out.wait_s = max(out.wait_s, error.retry_after if limited else 0.0)
+            out.wait_s = max(out.wait_s, result.retry_after if limited else 0.0)
             if out.deadline is None or claimed.deadline < out.deadline:
                 out.deadline = claimed.deadline
         else:
             with conn.transaction():
-                _fail(conn, claimed.id, error.reason)
+                _fail(conn, claimed.id, result.reason)
             out.failed.append(claimed.id)
-        return
-    messages.mark_sent(conn, claimed.id, result)
-    out.sent.append(claimed.id)
-    # Never the text: a client's may carry anything, a sealed one a password or code.
-    log.info("sent %s to %s from %s: part %d of %d, %d characters%s", claimed.id,
-             mask_digits(claimed.recipient), claimed.sender, claimed.part, claimed.parts,
-             len(sms.text), " (sealed)" if claimed.sealed else "",
-             extra=correlation(claimed.inbound_id, claimed.id))
+    messages.mark_sent(conn, [(claimed.id, transport_id) for claimed, _, transport_id in sent])
+    for claimed, sms, _ in sent:
+        out.sent.append(claimed.id)
+        # Never the text: a client's may carry anything, a sealed one a password or code.
+        log.info("sent %s to %s from %s: part %d of %d, %d characters%s", claimed.id,
+                 mask_digits(claimed.recipient), claimed.sender, claimed.part, claimed.parts,
+                 len(sms.text), " (sealed)" if claimed.sealed else "",
+                 extra=correlation(claimed.inbound_id, claimed.id))
 
 
 def rotate_passwords(p: Pipeline, now: dt.datetime) -> list[int]:

@@ -74,9 +74,13 @@ class GovsmsTask(Task):
         return super().__call__(*args, **kwargs)
 
     def _starts(self) -> int:
-        """How often this attempt of the task has started, this time included."""
+        """How often this attempt of the task has started, this time included.
+
+        Only a message Redis handed back is counted (kombu marks each it restores as
+        redelivered): a first start costs no round trip, and each redelivery adds one.
+        """
         request = self.request
-        if not request.id:  # called directly, not by a worker
+        if not request.id or not self._redelivered():
             return 1
         key = f"govsms:starts:{request.id}:{request.retries}"
         try:
@@ -85,8 +89,11 @@ class GovsmsTask(Task):
             pipe.expire(key, 3600)
             starts, _ = pipe.execute()
         except Exception:  # noqa: BLE001 - a counter we cannot keep must not stop the work
-            return 1
-        return int(starts)
+            return 2  # back once at least: its batch goes on one message a task
+        return int(starts) + 1
+
+    def _redelivered(self) -> bool:
+        return bool((self.request.delivery_info or {}).get("redelivered"))
 
     def _split(self, args: tuple, ids: list[int], why: str = "is back after its worker died"
                ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,8 +54,34 @@ class RateLimited(TransportError):
 
 
 class Transport(Protocol):
-    """Hands an SMS to the operator; returns the operator's message id, if it gives one."""
+    """Hands an SMS to the operator; returns the operator's message id, if it gives one.
+
+    A transport may say how many SMS it takes at once (`window`, 1 when it says nothing) and
+    take them with `send_many` (its submits in flight together); the deliver step then
+    hands it `window` parts at a time and records their outcomes together.
+    """
 
     def send(self, sms: Sms) -> str | None: ...
 
     def close(self) -> None: ...
+
+
+Outcome = str | None | TransportError
+"""What became of one SMS handed to a transport: the operator's id (or None), or why not."""
+
+
+def outcome(send: Callable[[Sms], str | None], sms: Sms) -> Outcome:
+    """`send(sms)`, its TransportError returned rather than raised."""
+    try:
+        return send(sms)
+    except TransportError as error:
+        return error
+
+
+def send_many(transport: Transport, messages: Sequence[Sms]) -> list[Outcome]:
+    """The outcome of each SMS, in order: by the transport's own `send_many` where it has
+    one, else one `send` after another."""
+    many = getattr(transport, "send_many", None)
+    if many is not None:
+        return many(messages)
+    return [outcome(transport.send, sms) for sms in messages]

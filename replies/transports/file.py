@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from replies.transports.base import Sms, TransportError
+from replies.transports.base import Outcome, Sms, TransportError
 
 
 class FileTransport:
@@ -20,26 +21,39 @@ class FileTransport:
     `replies.sealing.Sealer(key).unseal(line["text"])`, as `tests/support/gateway.py` does.
     """
 
+    # SMS written together, with one write, and recorded together after it: as many as a
+    # Kannel link has in flight by default (a crash between the write and the record flags
+    # at most that many as possible duplicates).
+    window = 8
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._fd: int | None = None
 
     def send(self, sms: Sms) -> str | None:
         """Write the SMS as one line with a single O_APPEND write, so lines never interleave."""
-        line = json.dumps({
+        result = self.send_many([sms])[0]
+        if isinstance(result, TransportError):
+            raise result
+        return result
+
+    def send_many(self, messages: Sequence[Sms]) -> list[Outcome]:
+        """Write the SMS, a line each, with a single O_APPEND write."""
+        sent_at = dt.datetime.now(dt.UTC).isoformat()
+        lines = "".join(json.dumps({
             "from": sms.sender, "to": sms.recipient,
             "text": sms.text if sms.sealed is None else sms.sealed, "sealed": sms.sealed is not None,
-            "inbound_id": sms.inbound_id, "outbound_id": sms.outbound_id,
-            "sent_at": dt.datetime.now(dt.UTC).isoformat(),
-        }, ensure_ascii=False) + "\n"
+            "inbound_id": sms.inbound_id, "outbound_id": sms.outbound_id, "sent_at": sent_at,
+        }, ensure_ascii=False) + "\n" for sms in messages)
         try:
             if self._fd is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            os.write(self._fd, line.encode("utf-8"))
+            os.write(self._fd, lines.encode("utf-8"))
         except OSError as error:
-            raise TransportError(f"cannot write {self.path}: {error}", retryable=True) from error
-        return None
+            failed = TransportError(f"cannot write {self.path}: {error}", retryable=True)
+            return [failed] * len(messages)
+        return [None] * len(messages)
 
     def close(self) -> None:
         """Close the file."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from urllib.parse import parse_qsl, quote_from_bytes, urlencode, urlsplit, urlunsplit
 
 import httpx
 
 from replies import encoding
-from replies.transports.base import Sms, TransportError
+from replies.transports.base import Outcome, Sms, TransportError, outcome
 
 # Kannel's DLR types: 1 delivered to the phone, 2 not delivered, 16 refused by the SMSC.
 FINAL_DLR_MASK = 1 | 2 | 16
@@ -24,8 +27,8 @@ class KannelTransport:
     split itself (`Sms.parts` > 1) goes with its concatenation UDH. With a
     `dlr_url` template, Kannel calls it back with the delivery report:
     `{outbound_id}` and `{part}` are filled in here, Kannel's `%d` (report type)
-    and the rest by smsbox. `window` submits go out at once (the deliver step runs them
-    on threads; the HTTP client keeps a connection for each).
+    and the rest by smsbox. `send_many` puts up to `window` submits in flight at once,
+    from threads of its own (the HTTP client keeps a connection for each).
     """
 
     def __init__(self, endpoint: str, username: str, password: str, *,
@@ -40,6 +43,7 @@ class KannelTransport:
                                                    max_keepalive_connections=self.window))
         self.dlr_url = dlr_url
         self.dlr_mask = dlr_mask
+        self._threads = ThreadPoolExecutor(self.window, thread_name_prefix="kannel-submit")
 
     @classmethod
     def from_url(cls, url: str) -> KannelTransport:
@@ -87,6 +91,13 @@ class KannelTransport:
         retryable = response.status_code >= 500 or response.status_code == 429
         raise TransportError(reason, retryable=retryable)
 
+    def send_many(self, messages: Sequence[Sms]) -> list[Outcome]:
+        """Each SMS submitted, `window` at a time in flight; their outcomes, in order."""
+        if len(messages) == 1:
+            return [outcome(self.send, messages[0])]
+        return list(self._threads.map(partial(outcome, self.send), messages))
+
     def close(self) -> None:
-        """Close the HTTP client."""
+        """Close the HTTP client and the submit threads."""
+        self._threads.shutdown()
         self._client.close()

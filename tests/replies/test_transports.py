@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import multiprocessing
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -54,6 +55,16 @@ def test_file_transport_lines_never_interleave_across_processes(tmp_path):
     assert all(json.loads(line)["text"] == "x" * 3000 for line in lines)
 
 
+def test_file_transport_writes_a_window_of_sms_at_once(tmp_path):
+    transport = FileTransport(tmp_path / "outbox.jsonl")
+    texts = [Sms(n, n, "1414", "+77011234567", f"part {n}") for n in range(3)]
+    assert transport.send_many(texts) == [None] * 3
+    transport.close()
+    lines = [json.loads(x) for x in (tmp_path / "outbox.jsonl").read_text().splitlines()]
+    assert [(line["outbound_id"], line["text"]) for line in lines] == [
+        (n, f"part {n}") for n in range(3)]
+
+
 def test_file_transport_error_is_retryable(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -63,11 +74,19 @@ def test_file_transport_error_is_retryable(tmp_path):
 
 
 class _Smsbox(BaseHTTPRequestHandler):
-    """Answers as Kannel's smsbox does; the status to answer is set on the server."""
+    """Answers as Kannel's smsbox does, after `delay_s`; the status to answer is set on the
+    server, which counts the requests it holds at once."""
 
     def do_GET(self) -> None:
-        self.server.requests.append((urlsplit(self.path).path, parse_qs(urlsplit(self.path).query)))
-        status, body = self.server.answer
+        server = self.server
+        with server.lock:
+            server.requests.append((urlsplit(self.path).path, parse_qs(urlsplit(self.path).query)))
+            server.held += 1
+            server.most_held = max(server.most_held, server.held)
+        time.sleep(server.delay_s)
+        with server.lock:
+            server.held -= 1
+        status, body = server.answer
         self.send_response(status)
         self.end_headers()
         self.wfile.write(body.encode())
@@ -80,6 +99,7 @@ class _Smsbox(BaseHTTPRequestHandler):
 def smsbox() -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Smsbox)
     server.requests, server.answer = [], (202, "0: Accepted for delivery")
+    server.lock, server.held, server.most_held, server.delay_s = threading.Lock(), 0, 0, 0.0
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -159,6 +179,23 @@ def test_the_pipeline_hands_the_file_transport_the_sealed_form(conn, database_ur
     [line] = [json.loads(x) for x in (tmp_path / "outbox.jsonl").read_text().splitlines()]
     assert "493817" not in json.dumps(line) and line["sealed"] is True
     assert p.sealer.unseal(line["text"]) == "Kod: 493817"
+
+
+def test_kannel_send_many_has_its_window_of_submits_in_flight(smsbox):
+    smsbox.delay_s = 0.05
+    port = smsbox.server_address[1]
+    transport = from_url(f"kannel+http://gw:pw@127.0.0.1:{port}/cgi-bin/sendsms?window=4")
+    texts = [Sms(n, n, "1414", "+77011234567", f"part {n}") for n in range(4)]
+    assert transport.send_many(texts) == [None] * 4
+    transport.close()
+    assert smsbox.most_held == 4
+    assert sorted(q["text"][0] for _, q in smsbox.requests) == [f"part {n}" for n in range(4)]
+
+
+def test_kannel_send_many_returns_each_failure_in_its_place(smsbox):
+    smsbox.answer = (503, "busy")
+    [failed] = _kannel(smsbox).send_many([SMS])
+    assert isinstance(failed, TransportError) and failed.retryable
 
 
 def test_the_kannel_window_comes_from_the_url():

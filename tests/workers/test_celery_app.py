@@ -12,7 +12,7 @@ from workers import messages
 from workers.app import create_app
 from workers.queues import OUTBOUND, all_queues, service_queue
 from workers.settings import Settings
-from workers.tasks import ANSWER, DELIVER, DISPATCH, RECONCILE
+from workers.tasks import ANSWER, DELIVER, DISPATCH, RECONCILE, GovsmsTask
 
 
 @pytest.fixture
@@ -73,16 +73,23 @@ def _queued_args(client: redis.Redis, queue: str) -> list[list]:
     (DELIVER, [], OUTBOUND),
 ])
 def test_a_batch_back_after_its_worker_died_goes_on_one_task_per_message(
-        settings, broker, conn, task, head, queue):
+        settings, broker, conn, task, head, queue, monkeypatch):
     app = declared_app(settings)
-    broker.set("govsms:starts:batch-1:0", 1)  # its first run died with its worker
+    # Redis hands back what a dead worker held, marked redelivered (kombu's restore).
+    monkeypatch.setattr(GovsmsTask, "_redelivered", lambda self: True)
     app.tasks[task].apply(args=[*head, [11, 12, 13]], task_id="batch-1",
                           routing_key=queue)
     assert _queued_args(broker, queue) == [[*head, [n]] for n in (11, 12, 13)]
+    assert broker.get("govsms:starts:batch-1:0") == b"1"  # one redelivery counted
     # A message alone is run again: only past MAX_STARTS is it buried.
-    broker.set("govsms:starts:single-1:0", 1)
     app.tasks[task].apply(args=[*head, [11]], task_id="single-1")
     assert len(_queued_args(broker, queue)) == 3
+
+
+@pytest.mark.parametrize(("task", "head"), [(DISPATCH, []), (ANSWER, ["housing_queue", 0.0])])
+def test_a_first_start_counts_nothing_in_redis(settings, broker, conn, task, head):
+    create_app(settings).tasks[task].apply(args=[*head, [11, 12]], task_id="first-1")
+    assert broker.keys("govsms:starts:*") == []
 
 
 @pytest.mark.parametrize(("task", "head", "queue"), [

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from replies import encoding
 from replies.transports import RateLimited, Sms, TransportError
+from replies.transports.base import Outcome, outcome
 from replies.transports.fake import MemoryTransport
 from tests.support.keys import SECRET
 from tests.support.pipeline import make_pipeline, receive
@@ -188,31 +189,37 @@ def test_a_batch_out_of_time_leaves_the_parts_it_did_not_try_for_later(conn, p):
     assert [s[0] for s in states] == ["sent", "queued", "queued"]
 
 
-class SlowLink(MemoryTransport):
-    """Answers each submit after a while, and counts how many it holds at once."""
+class WindowedLink(MemoryTransport):
+    """Takes `window` SMS at once, and keeps how many each call handed it."""
 
     def __init__(self, window: int) -> None:
         super().__init__()
         self.window = window
-        self.held = self.most_held = 0
-        self._lock = threading.Lock()
+        self.calls: list[int] = []
 
-    def send(self, sms: Sms) -> str | None:
-        with self._lock:
-            self.held += 1
-            self.most_held = max(self.most_held, self.held)
-        time.sleep(0.05)
-        with self._lock:
-            self.held -= 1
-        return super().send(sms)
+    def send_many(self, texts: list[Sms]) -> list[Outcome]:
+        self.calls.append(len(texts))
+        return [outcome(self.send, sms) for sms in texts]
 
 
-def test_a_transport_with_a_window_has_that_many_submits_in_flight(conn, p):
+def test_a_transport_with_a_window_gets_that_many_parts_at_once(conn, p):
     ids = [pipeline.dispatch(p, [receive(conn, "hello", external_id=f"w-{n}")]).outbound[0]
            for n in range(9)]
-    link = SlowLink(window=4)
+    link = WindowedLink(window=4)
     done = pipeline.deliver(p.pool, link, p.sealer, ids)
-    assert link.most_held == 4
+    assert link.calls == [4, 4, 1]
     assert sorted(done.sent) == sorted(ids) and sorted(s.outbound_id for s in link.sent) == sorted(ids)
-    states = conn.execute("SELECT state, count(*) FROM outbound GROUP BY 1").fetchall()
-    assert states == [("sent", 9)]
+    states = conn.execute("SELECT state, transport_id FROM outbound ORDER BY id").fetchall()
+    assert [s for s, _ in states] == ["sent"] * 9 and len({t for _, t in states}) == 9
+
+
+def test_each_part_of_a_window_is_recorded_as_it_went(conn, p):
+    ids = [pipeline.dispatch(p, [receive(conn, "hello", external_id=f"m-{n}")]).outbound[0]
+           for n in range(3)]
+    link = WindowedLink(window=3)
+    link.failures.extend([TransportError("busy", retryable=True),
+                          TransportError("refused", retryable=False)])
+    done = pipeline.deliver(p.pool, link, p.sealer, ids)
+    assert (done.retry, done.failed, done.sent) == ([ids[0]], [ids[1]], [ids[2]])
+    states = conn.execute("SELECT id, state FROM outbound ORDER BY id").fetchall()
+    assert states == [(ids[0], "queued"), (ids[1], "failed"), (ids[2], "sent")]

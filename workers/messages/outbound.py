@@ -29,14 +29,27 @@ SELECT %(inbound_id)s, %(key)s, p.part::int, %(parts)s, %(reference)s, %(coding)
        %(recipient)s, p.text, %(service)s, %(outcome)s, %(deadline)s, %(sealed)s, %(client)s
 FROM unnest(%(texts)s::text[]) WITH ORDINALITY AS p(text, part)
 """
-_ADD_REPLY = f"""
-WITH reply AS (
-    {_INSERT_PARTS}
+# Every part of every reply of a batch as one row each, the inbound messages answered with
+# them: one statement. A reply its message already has (a redelivered task) adds nothing.
+_ADD_REPLIES = """
+WITH p AS (
+    SELECT * FROM unnest(%(inbound_id)s::bigint[], %(part)s::int[], %(parts)s::int[],
+                         %(reference)s::int[], %(coding)s::text[], %(sender)s::text[],
+                         %(recipient)s::text[], %(text)s::text[], %(service)s::text[],
+                         %(outcome)s::text[], %(deadline)s::timestamptz[], %(sealed)s::bool[])
+        AS p(inbound_id, part, parts, reference, coding, sender, recipient, text, service,
+             outcome, deadline, sealed)
+), reply AS (
+    INSERT INTO outbound (inbound_id, part, parts, reference, coding, sender, recipient, text,
+                          service, outcome, deadline, sealed)
+    SELECT inbound_id, part, parts, reference, coding, sender, recipient, text, service,
+           outcome, deadline, sealed FROM p
     ON CONFLICT (inbound_id, part) DO NOTHING
     RETURNING id
 ), answered AS (
-    UPDATE inbound SET state = 'answered', service = coalesce(service, %(service)s)
-    WHERE id = %(inbound_id)s AND state IN ('received', 'dispatched')
+    UPDATE inbound SET state = 'answered', service = coalesce(inbound.service, p.service)
+    FROM p WHERE inbound.id = p.inbound_id AND p.part = 1
+      AND inbound.state IN ('received', 'dispatched')
 )
 SELECT id FROM reply ORDER BY id
 """
@@ -48,12 +61,32 @@ def _fields(parts: Parts, **fields: object) -> dict[str, object]:
             "client": None, **fields}
 
 
-def add_reply(conn: psycopg.Connection, *, inbound: Inbound, parts: Parts, service: str | None,
-              outcome: str, deadline: dt.datetime) -> list[int]:
-    """Queue the reply to `inbound`, a row per part; none when it has one (a redelivered task)."""
-    return [row[0] for row in conn.execute(_ADD_REPLY, _fields(
-        parts, inbound_id=inbound.id, sender=inbound.shortcode, recipient=inbound.sender,
-        service=service, outcome=outcome, deadline=deadline))]
+@dataclass(frozen=True, slots=True)
+class NewReply:
+    """The reply to an inbound message, to queue: its parts, and what answered it."""
+
+    inbound: Inbound
+    parts: Parts
+    service: str | None
+    outcome: str
+    deadline: dt.datetime
+
+
+_REPLY_COLUMNS = ("inbound_id", "part", "parts", "reference", "coding", "sender", "recipient",
+                  "text", "service", "outcome", "deadline", "sealed")
+
+
+def add_replies(conn: psycopg.Connection, replies: Sequence[NewReply]) -> list[int]:
+    """Queue the replies, a row per part, in one statement: the new part ids. A message that
+    has its reply already (a redelivered task) gets none."""
+    if not replies:
+        return []
+    rows = [(r.inbound.id, number, len(r.parts.texts), r.parts.reference, r.parts.coding,
+             r.inbound.shortcode, r.inbound.sender, text, r.service, r.outcome, r.deadline,
+             r.parts.sealed)
+            for r in replies for number, text in enumerate(r.parts.texts, 1)]
+    columns = dict(zip(_REPLY_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))
+    return [row[0] for row in conn.execute(_ADD_REPLIES, columns)]
 
 
 _ADD_NOTICE = f"""
@@ -97,8 +130,8 @@ _MARK_SENT = """
 UPDATE outbound SET state = 'sent', sent_at = now(), transport_id = t.tid, error = NULL,
        delivery = coalesce(r.state, outbound.delivery),
        delivery_at = coalesce(r.received_at, outbound.delivery_at)
-FROM (SELECT %(tid)s::text AS tid) t LEFT JOIN receipts r ON r.transport_id = t.tid
-WHERE outbound.id = %(id)s AND outbound.state = 'sending'
+FROM unnest(%s::bigint[], %s::text[]) AS t(id, tid) LEFT JOIN receipts r ON r.transport_id = t.tid
+WHERE outbound.id = t.id AND outbound.state = 'sending'
 """
 _RELEASE = """
 UPDATE outbound SET state = 'queued', error = %(reason)s, attempts = attempts - %(uncount)s,
@@ -145,9 +178,11 @@ def unclaim(conn: psycopg.Connection, ids: list[int]) -> None:
         conn.execute(_UNCLAIM, (ids,))
 
 
-def mark_sent(conn: psycopg.Connection, outbound_id: int, transport_id: str | None) -> None:
-    """The transport accepted the part; a receipt that came first is applied now."""
-    conn.execute(_MARK_SENT, {"id": outbound_id, "tid": transport_id})
+def mark_sent(conn: psycopg.Connection, sent: Sequence[tuple[int, str | None]]) -> None:
+    """The transport accepted these parts (id, the operator's id for it), in one statement;
+    a receipt that came first is applied now."""
+    if sent:
+        conn.execute(_MARK_SENT, ([i for i, _ in sent], [tid for _, tid in sent]))
 
 
 def release(conn: psycopg.Connection, outbound_id: int, reason: str, *,
