@@ -30,8 +30,8 @@ from workers.app import create_app
 from workers.messages import reports
 from workers.queues import all_queues
 
-WINDOW = 128  # messages in flight in the closed loop
-CONNECTIONS = 16  # the load generator's keep-alive connections
+WINDOW = 1024  # messages in flight in the closed loop
+CONNECTIONS = 128  # the load generator's keep-alive connections
 
 
 class QueueSampler(threading.Thread):

@@ -154,7 +154,7 @@ traffic: the demo personas sending every row of seed tables 1-3 after every keyw
 its service (Latin, Cyrillic and Kazakh spellings), citizens of the demo dataset asking
 about their own cars, children and housing places (plates in Latin or Cyrillic look-alike
 letters, spaced or not), 10% malformed texts, and a little 8188 registration traffic
-(0.5% new accounts, each an argon2id hash of about 0.1 s of CPU). This run's mix: {mix}.
+(0.5% new accounts, each an argon2id hash of about 30 ms of CPU). This run's mix: {mix}.
 
 ## How each figure is measured
 
@@ -525,8 +525,8 @@ batches of one):
 
 The largest consumers per message: {", ".join(f"{k} {v:.2f} ms" for v, k in largest)};
 the four service workers together {services_ms:.2f} ms, of which the 8188 registrations'
-argon2id hashes (about 0.1 s of CPU each, 0.5% of the traffic) are about
-{0.005 * 100:.1f} ms per message on average. A Celery hop beyond its work costs about
+argon2id hashes (about 30 ms of CPU each, 0.5% of the traffic) are about
+{0.005 * 30:.2f} ms per message on average. A Celery hop beyond its work costs about
 {hop:.1f} ms per message at these batch sizes (dispatch and deliver rows).
 
 Latency at half load: p50 {_fmt(report.get('p50_latency_s_at_half_load'))} s, p99

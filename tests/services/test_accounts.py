@@ -9,6 +9,7 @@ import threading
 
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -65,6 +66,12 @@ def test_a_password_is_kept_as_an_argon2id_hash_only():
     digest = passwords.hash_password(password)
     assert digest.startswith("$argon2id$") and password not in digest
     assert passwords.verify(digest, password) and not passwords.verify(digest, password + "x")
+
+
+def test_passwords_are_hashed_at_owasps_setting_and_older_hashes_still_verify():
+    assert passwords.hash_password("Xy7pQ2wz@k").startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    older = PasswordHasher().hash("Xy7pQ2wz@k")  # the library's default profile, made before
+    assert passwords.verify(older, "Xy7pQ2wz@k") and not passwords.verify(older, "Xy7pQ2wz@K")
 
 
 @pytest.mark.parametrize(("name", "pattern"), [
