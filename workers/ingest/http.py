@@ -1,5 +1,6 @@
 """The ingest HTTP server: the routes of the operator's SMSC bridge, and the app that
-serves them with the client API behind the door.
+serves them with the client API behind the door (the two that take one MO a request are
+served by the lane in front of the app, lane.py).
 
 Every message is recorded in PostgreSQL and its id enqueued on Redis (accept.py) before
 the bridge gets a 2xx; if either fails, the bridge gets 503 and retries.
@@ -20,7 +21,6 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import ValidationError
 
 from replies.templates import Templates
 from workers import db, messages
@@ -38,6 +38,7 @@ from workers.ingest.accept import (
 )
 from workers.ingest.client_api import ClientApi, Clock, utc_now
 from workers.ingest.client_api import router as client_api
+from workers.ingest.lane import BridgeLane
 from workers.ingest.limits import RateLimiter
 from workers.queues import INBOUND, OUTBOUND, all_queues
 from workers.settings import Settings
@@ -53,7 +54,7 @@ KANNEL_DLR = {1: "delivered", 2: "undeliverable", 4: "enroute", 8: "accepted", 1
 TOKEN_HEADER = door.TOKEN_HEADER
 
 
-def _check_bridge(request: Request) -> None:
+async def _check_bridge(request: Request) -> None:
     """Only configured bridges get in: allowed address, then the shared secret (never empty).
 
     The door checked it already, before the body; this keeps each bridge route shut on its
@@ -69,16 +70,15 @@ def _check_bridge(request: Request) -> None:
         raise HTTPException(refusal.status, refusal.reason)
 
 
-def _check_shortcodes(settings: Settings, batch: list[InboundSms], *, status: int = 422,
-                      indexed: bool = False) -> None:
+def _check_shortcodes(settings: Settings, batch: list[InboundSms]) -> None:
     """Refuse messages to a short code this gateway does not serve: nobody would answer them
     from a code that is not ours."""
-    problems = [f"{f'{n}.' if indexed else ''}{problem}" for n, sms in enumerate(batch)
+    problems = [f"{n}.{problem}" for n, sms in enumerate(batch)
                 if (problem := not_served(settings, sms)) is not None]
     if len(problems) > door.MAX_ERRORS:
         problems[door.MAX_ERRORS:] = [f"and {len(problems) - door.MAX_ERRORS} more"]
     if problems:
-        raise HTTPException(status, problems)
+        raise HTTPException(422, problems)
 
 
 async def _accept(request: Request, batch: list[InboundSms]) -> list[Accepted]:
@@ -133,25 +133,12 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
     app.include_router(client_api)
     app.state.settings = settings
     app.state.secret = settings.secret()
+    # Middleware added last runs first: the door, then the lane that serves the bridge's
+    # busiest routes itself (lane.py), then the app's own routes.
+    app.add_middleware(BridgeLane, settings=settings, secret=app.state.secret)
     app.add_middleware(door.Door, settings=settings, secret=app.state.secret)
     app.add_exception_handler(RequestValidationError, door.invalid_request)
     bridge = [Depends(_check_bridge)]
-
-    @app.api_route("/sms/inbound", methods=["GET", "POST"], dependencies=bridge,
-                   response_class=PlainTextResponse, status_code=202)
-    async def kannel_inbound(request: Request) -> str:
-        """Kannel get-url / post style: `from`, `to`, `text`, `id`, `smsc` as query or form."""
-        fields = dict(request.query_params)
-        if request.method == "POST":
-            fields.update({k: v for k, v in (await request.form()).items() if isinstance(v, str)})
-        fields.pop("token", None)
-        try:
-            sms = InboundSms.model_validate(fields)
-        except ValidationError as error:
-            raise HTTPException(400, door.describe(error.errors())) from None
-        _check_shortcodes(settings, [sms], status=400)
-        accepted, = await _accept(request, [sms])
-        return "duplicate" if accepted.duplicate else "accepted"
 
     @app.api_route("/sms/dlr", methods=["GET", "POST"], dependencies=bridge,
                    response_class=PlainTextResponse)
@@ -172,20 +159,13 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
                 raise HTTPException(404, "outbound: no such message")
         return "ok"
 
-    @app.post("/v1/messages/inbound", dependencies=bridge, status_code=202)
-    async def json_inbound(request: Request, sms: InboundSms) -> JSONResponse:
-        """The same, as JSON: {"from", "to", "text", "id", "smsc"}."""
-        _check_shortcodes(settings, [sms])
-        accepted, = await _accept(request, [sms])
-        return JSONResponse({"id": accepted.id, "duplicate": accepted.duplicate}, status_code=202)
-
     @app.post("/v1/messages/inbound/batch", dependencies=bridge, status_code=202)
     async def json_inbound_batch(request: Request,
                                  batch: Annotated[list[InboundSms], Len(1, MAX_BATCH)],
                                  ) -> JSONResponse:
         """Many at once, for a bridge that queues: a JSON array of the same objects, kept all
         or none (one invalid object refuses the batch). The answers in the same order."""
-        _check_shortcodes(settings, batch, indexed=True)
+        _check_shortcodes(settings, batch)
         accepted = await _accept(request, batch)
         return JSONResponse([{"id": a.id, "duplicate": a.duplicate} for a in accepted],
                             status_code=202)

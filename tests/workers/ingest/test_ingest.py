@@ -62,6 +62,12 @@ def test_kannel_post_form_with_header_token(client, conn):
     assert conn.execute("SELECT text FROM inbound").fetchone() == ("Техосмотр 123ABC01",)
 
 
+def test_kannel_post_takes_a_url_encoded_form_only(client, conn):
+    response = client.post("/sms/inbound", json=KANNEL, headers=TOKEN)
+    assert response.status_code == 415 and "x-www-form-urlencoded" in response.json()["detail"]
+    assert conn.execute("SELECT count(*) FROM inbound").fetchone() == (0,)
+
+
 def test_json_inbound_answers_the_id(client, conn):
     response = client.post("/v1/messages/inbound", json=KANNEL, headers=TOKEN)
     assert response.status_code == 202
@@ -282,9 +288,8 @@ def test_past_its_backlog_the_ingest_refuses_until_the_replies_are_out(settings,
         assert refused.status_code == 503 and refused.headers["Retry-After"]
         # Answered, but its reply not yet sent: it still waits.
         [first] = messages.unfinished_inbound(conn, [inbound_id(conn, "w-0")])
-        [part] = messages.add_reply(conn, inbound=first, parts=pipeline.to_parts("Otvet"),
-                                    service=None, outcome="test",
-                                    deadline=dt.datetime.now(dt.UTC))
+        [part] = messages.add_replies(conn, [messages.NewReply(
+            first, pipeline.to_parts("Otvet"), None, "test", dt.datetime.now(dt.UTC))])
         assert post("w-4") == 503
         conn.execute("UPDATE outbound SET state = 'sent' WHERE id = %s", (part,))
         assert post("w-4") == 202

@@ -1,0 +1,118 @@
+"""The bridge's two busiest routes, served straight from ASGI: each MO is a request, and at
+a bridge's full rate the framework's router, dependencies and thread hops cost more than
+recording the message does.
+
+    POST /v1/messages/inbound   JSON {"from", "to", "text", "id", "smsc"} -> 202 {"id", "duplicate"}
+    GET|POST /sms/inbound       Kannel's get-url (query) or post (a form) -> 202 accepted|duplicate
+
+The door in front (door.py) has authenticated the bridge and bounds the body as it is read;
+the lane checks the bridge again, so neither route is ever open without it. Every other
+route, and these paths with another method, go on to the app behind (http.py). Answers
+are those of the app: 400 (Kannel's route) or 422 naming the field and the rule, never the
+value; 503 with Retry-After when the message could not be kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+from pydantic import ValidationError
+from starlette.datastructures import Headers, QueryParams
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from workers.ingest.accept import Accepted, InboundSms, Unavailable, not_served
+from workers.ingest.door import bridge_token, check_bridge, describe
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JSON_PATH = "/v1/messages/inbound"
+KANNEL_PATH = "/sms/inbound"
+ROUTES = frozenset({("POST", JSON_PATH), ("GET", KANNEL_PATH), ("POST", KANNEL_PATH)})
+FORM = "application/x-www-form-urlencoded"
+
+
+class BridgeLane:
+    """ASGI middleware behind the door: serves ROUTES itself, passes the rest to `app`."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings, secret: str) -> None:
+        self.app = app
+        self.settings = settings
+        self.secret = secret
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["method"], scope["path"]) not in ROUTES:
+            await self.app(scope, receive, send)
+            return
+        kannel = scope["path"] == KANNEL_PATH
+        status, answer = await self._take(scope, receive, kannel)
+        if not status:  # the caller went away before its body came: nothing was kept
+            return
+        if status == 202 and kannel:
+            await _send(send, 202, answer.encode(), b"text/plain; charset=utf-8")
+            return
+        headers = [(b"retry-after", b"5")] if status == 503 else []
+        await _send(send, status, json.dumps(answer).encode(), b"application/json", headers)
+
+    async def _take(self, scope: Scope, receive: Receive, kannel: bool) -> tuple[int, Any]:
+        headers = Headers(scope=scope)
+        query = QueryParams(scope.get("query_string", b"").decode("latin-1"))
+        client = scope["client"][0] if scope.get("client") else ""
+        refusal = check_bridge(self.settings, self.secret, client,
+                               bridge_token(scope["path"], headers, query))
+        if refusal is not None:
+            log.warning("refused %s %s from %s: %s", scope["method"], scope["path"], client,
+                        refusal.reason)
+            return refusal.status, {"detail": refusal.reason}
+        body = await _body(receive)
+        if body is None:
+            return 0, None
+        invalid = 400 if kannel else 422
+        try:
+            if not kannel:
+                sms = InboundSms.model_validate_json(body)
+            else:
+                fields = dict(query)
+                if scope["method"] == "POST":
+                    if headers.get("content-type", FORM).split(";")[0].strip() != FORM:
+                        return 415, {"detail": f"the form as {FORM}"}
+                    fields.update(parse_qsl(body.decode("utf-8", "replace"),
+                                            keep_blank_values=True))
+                fields.pop("token", None)
+                sms = InboundSms.model_validate(fields)
+        except ValidationError as error:
+            return invalid, {"detail": describe(error.errors())}
+        problem = not_served(self.settings, sms)
+        if problem is not None:
+            return invalid, {"detail": [problem]}
+        try:
+            accepted: Accepted
+            accepted, = await scope["app"].state.batcher.accept([sms])
+        except Unavailable as error:
+            return 503, {"detail": str(error)}
+        if kannel:
+            return 202, "duplicate" if accepted.duplicate else "accepted"
+        return 202, {"id": accepted.id, "duplicate": accepted.duplicate}
+
+
+async def _body(receive: Receive) -> bytes | None:
+    """The whole body (the door's `receive` bounds it), or None if the caller went away."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send(send: Send, status: int, body: bytes, content_type: bytes,
+                headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+        *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
