@@ -192,13 +192,16 @@ def test_flower_needs_the_password_and_shows_ids_only(gw, monkeypatch):
         assert httpx.get(f"{base}/api/tasks").status_code == 401
         assert httpx.get(base, auth=("operator", "wrong")).status_code == 401
         assert httpx.get(base, auth=("operator", FLOWER_PW)).status_code == 200
-        time.sleep(1)  # let flower subscribe to the workers' events
-        hello(gw, 2, prefix="flower")
 
         def tasks() -> dict:
             return httpx.get(f"{base}/api/tasks", auth=("operator", FLOWER_PW)).json()
 
-        seen = wait_for(lambda: len(tasks()) >= 4 and tasks(), 20, "tasks in flower")
+        def shown() -> dict:
+            # The workers send task events once Flower has turned them on (every 5 s).
+            hello(gw, 2, prefix="flower")
+            return len(tasks()) >= 4 and tasks()
+
+        seen = wait_for(shown, 30, "tasks in flower")
         args = " ".join(str(t.get("args")) + str(t.get("kwargs")) for t in seen.values())
         assert "7701555" not in args and "hello" not in args
         assert "govsms.dispatch" in {t.get("name") for t in seen.values()}
