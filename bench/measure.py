@@ -244,7 +244,7 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 def _integrity(bench: Bench) -> dict[str, Any]:
     """Every message exactly one reply: PostgreSQL's rows and the transport's outbox agree."""
     with bench.system.connect() as conn:
-        inbound, answered, missing, duplicated, failed = reports.integrity(
+        inbound, answered, missing, duplicated, failed, resent = reports.integrity(
             conn, f"{bench.tag}-%")
         ours = reports.inbound_ids(conn, f"{bench.tag}-%")
         dead = reports.dead_letters_of(conn, f"{bench.tag}-%")
@@ -264,8 +264,8 @@ def _integrity(bench: Bench) -> dict[str, Any]:
         errors.update(p.loadgen["errors"])
     return {"posted": posted, "accepted": accepted, "http_errors": dict(errors),
             "inbound": inbound, "answered": answered, "missing": missing,
-            "duplicated": duplicated, "failed": failed, "dead_letters": dead,
-            "outbox_replies": len(inbound_sent),
+            "duplicated": duplicated, "failed": failed, "resent": resent,
+            "dead_letters": dead, "outbox_replies": len(inbound_sent),
             "outbox_missing": len(ours - set(inbound_sent)),
             "outbox_duplicate_sms": sum(1 for n in parts_sent.values() if n > 1),
             "exactly_one_reply": bool(inbound == accepted and missing == 0 and duplicated == 0

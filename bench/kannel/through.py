@@ -245,7 +245,8 @@ class Through:
         the phone is not checked, and a counted MO not answered when the bench stopped
         waiting (past the SLA) is `unanswered`, not missing."""
         with self.system.connect() as conn:
-            inbound, answered, missing_, duplicated, failed = reports.integrity(conn, step.source)
+            inbound, answered, missing_, duplicated, failed, resent = reports.integrity(
+                conn, step.source)
             dead = reports.dead_letters_of(conn, step.source)
             # Delivery reports that came back through Kannel's dlr-url to the ingest.
             delivered = reports.delivered_of(conn, step.source)
@@ -258,8 +259,8 @@ class Through:
         assert step.sender is not None
         return {"written": step.sender.sent, "inbound": inbound, "counted": len(counted),
                 "answered": answered, "missing": missing_, "unanswered": unanswered,
-                "duplicated": duplicated, "failed": failed, "dead_letters": dead,
-                "delivered": delivered, "replies_at_fakesmsc": step.replies,
+                "duplicated": duplicated, "failed": failed, "resent": resent,
+                "dead_letters": dead, "delivered": delivered, "replies_at_fakesmsc": step.replies,
                 "phone_checked": phone_checked,
                 "exactly_one_reply": bool(inbound and missing_ == 0 and duplicated == 0
                                           and failed == 0
@@ -311,7 +312,8 @@ class Through:
         parts = [s.integrity for s in self.steps]
         total = {key: sum(p[key] for p in parts) for key in
                  ("written", "inbound", "counted", "answered", "missing", "unanswered",
-                  "duplicated", "failed", "dead_letters", "delivered", "replies_at_fakesmsc")}
+                  "duplicated", "failed", "resent", "dead_letters", "delivered",
+                  "replies_at_fakesmsc")}
         phone = [s for s in self.steps if s.integrity["phone_checked"]]
         return {**total, "phone_checked_steps": [s.name for s in phone],
                 "phone_checked_replies": sum(s.replies for s in phone),

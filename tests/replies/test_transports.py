@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import multiprocessing
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -138,11 +139,60 @@ def test_kannel_errors_are_classified(smsbox, status, retryable):
     assert str(status) in caught.value.reason
 
 
+class _KeepAliveSmsbox(BaseHTTPRequestHandler):
+    """smsbox over HTTP/1.1: one connection for many requests; counts the connections."""
+
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1
+        self.server.sockets.append(self.connection)
+
+    def do_GET(self) -> None:
+        body = b"0: Accepted for delivery"
+        self.send_response(202)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_kannel_keeps_its_connection_and_opens_another_once_smsbox_closed_it():
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _KeepAliveSmsbox)
+    server.connections, server.sockets = 0, []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        transport = _kannel(server)
+        for _ in range(3):
+            assert transport.send(SMS) is None
+        assert server.connections == 1
+        server.sockets[0].shutdown(socket.SHUT_RDWR)  # smsbox closes the idle connection
+        time.sleep(0.1)
+        assert transport.send(SMS) is None  # not an error, not in doubt: a new connection
+        assert server.connections == 2
+        transport.close()
+    finally:
+        server.shutdown()
+
+
 def test_kannel_unreachable_is_retryable():
     transport = from_url(f"kannel+http://gw:pw@127.0.0.1:{free_port()}/cgi-bin/sendsms")
     with pytest.raises(TransportError) as caught:
         transport.send(SMS)
-    assert caught.value.retryable
+    assert caught.value.retryable and not caught.value.in_doubt  # nothing was sent
+
+
+def test_kannel_asked_but_not_answered_is_in_doubt(smsbox):
+    smsbox.delay_s = 1.0
+    port = smsbox.server_address[1]
+    transport = KannelTransport(f"http://127.0.0.1:{port}/cgi-bin/sendsms", "gw", "pw",
+                                timeout_s=0.2)
+    with pytest.raises(TransportError) as caught:
+        transport.send(SMS)
+    assert caught.value.retryable and caught.value.in_doubt  # smsbox may have queued it
 
 
 def test_unknown_transport_is_refused():

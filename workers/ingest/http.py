@@ -1,6 +1,6 @@
 """The ingest HTTP server: the routes of the operator's SMSC bridge, and the app that
-serves them with the client API behind the door (the two that take one MO a request are
-served by the lane in front of the app, lane.py).
+serves them with the client API behind the door (the three that take one MO or one
+delivery report a request are served by the lane in front of the app, lane.py).
 
 Every message is recorded in PostgreSQL and its id enqueued on Redis (accept.py) before
 the bridge gets a 2xx; if either fails, the bridge gets 503 and retries.
@@ -19,7 +19,7 @@ from annotated_types import Len
 from celery import Celery
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from replies.templates import Templates
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 # Each read from Redis while publishing: with the tasks' retry policy, a stalled broker
 # gets the bridge its 503 within about 6 s, long before it gives up on the request.
 BROKER_TIMEOUT_S = 2.0
-# Kannel's delivery report types (its `%d`) as delivery states.
-KANNEL_DLR = {1: "delivered", 2: "undeliverable", 4: "enroute", 8: "accepted", 16: "rejected"}
 TOKEN_HEADER = door.TOKEN_HEADER
 
 
@@ -139,25 +137,6 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
     app.add_middleware(door.Door, settings=settings, secret=app.state.secret)
     app.add_exception_handler(RequestValidationError, door.invalid_request)
     bridge = [Depends(_check_bridge)]
-
-    @app.api_route("/sms/dlr", methods=["GET", "POST"], dependencies=bridge,
-                   response_class=PlainTextResponse)
-    def kannel_receipt(request: Request, outbound: int, type: int) -> str:
-        """Kannel's dlr-url: `?outbound=ID&type=%d` (1 delivered, 2 failed, 4 queued at the
-        SMSC, 8 accepted by it, 16 refused by it); final states are not overwritten."""
-        state = KANNEL_DLR.get(type)
-        if state is None:
-            raise HTTPException(400, f"unknown delivery report type {type}")
-        if outbound < 0:
-            log.warning("delivery report for a negative outbound id refused")
-            raise HTTPException(400, "outbound: a positive id")
-        with request.app.state.ingest.pool.connection() as conn:
-            # No row changed: either a final state stays, or the id is none of ours.
-            if not messages.record_delivery(conn, outbound, state) and not messages.describe(
-                    conn, "outbound", outbound):
-                log.warning("delivery report for unknown outbound %d", outbound)
-                raise HTTPException(404, "outbound: no such message")
-        return "ok"
 
     @app.post("/v1/messages/inbound/batch", dependencies=bridge, status_code=202)
     async def json_inbound_batch(request: Request,

@@ -1,9 +1,10 @@
-"""The bridge's two busiest routes, served straight from ASGI: each MO is a request, and at
-a bridge's full rate the framework's router, dependencies and thread hops cost more than
-recording the message does.
+"""The bridge's busiest routes, served straight from ASGI: each MO and each delivery report
+is a request, and at a bridge's full rate the framework's router, dependencies and thread
+hops cost more than recording the message does.
 
     POST /v1/messages/inbound   JSON {"from", "to", "text", "id", "smsc"} -> 202 {"id", "duplicate"}
     GET|POST /sms/inbound       Kannel's get-url (query) or post (a form) -> 202 accepted|duplicate
+    GET|POST /sms/dlr           Kannel's dlr-url: ?outbound=ID&type=%d -> 200 ok
 
 The door in front (door.py) has authenticated the bridge and bounds the body as it is read;
 the lane checks the bridge again, so neither route is ever open without it. Every other
@@ -19,20 +20,27 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
+from psycopg_pool import ConnectionPool
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from workers import messages
 from workers.ingest.accept import Accepted, InboundSms, Unavailable, not_served
-from workers.ingest.door import bridge_token, check_bridge, describe
+from workers.ingest.door import Refusal, bridge_token, check_bridge, describe
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
 
 JSON_PATH = "/v1/messages/inbound"
 KANNEL_PATH = "/sms/inbound"
-ROUTES = frozenset({("POST", JSON_PATH), ("GET", KANNEL_PATH), ("POST", KANNEL_PATH)})
+DLR_PATH = "/sms/dlr"
+ROUTES = frozenset({("POST", JSON_PATH), ("GET", KANNEL_PATH), ("POST", KANNEL_PATH),
+                    ("GET", DLR_PATH), ("POST", DLR_PATH)})
 FORM = "application/x-www-form-urlencoded"
+# Kannel's delivery report types (its `%d`) as delivery states.
+KANNEL_DLR = {1: "delivered", 2: "undeliverable", 4: "enroute", 8: "accepted", 16: "rejected"}
 
 
 class BridgeLane:
@@ -48,24 +56,55 @@ class BridgeLane:
             await self.app(scope, receive, send)
             return
         kannel = scope["path"] == KANNEL_PATH
-        status, answer = await self._take(scope, receive, kannel)
+        if scope["path"] == DLR_PATH:
+            status, answer = await self._receipt(scope)
+        else:
+            status, answer = await self._take(scope, receive, kannel)
         if not status:  # the caller went away before its body came: nothing was kept
             return
-        if status == 202 and kannel:
-            await _send(send, 202, answer.encode(), b"text/plain; charset=utf-8")
+        if isinstance(answer, str):
+            await _send(send, status, answer.encode(), b"text/plain; charset=utf-8")
             return
         headers = [(b"retry-after", b"5")] if status == 503 else []
         await _send(send, status, json.dumps(answer).encode(), b"application/json", headers)
 
-    async def _take(self, scope: Scope, receive: Receive, kannel: bool) -> tuple[int, Any]:
-        headers = Headers(scope=scope)
-        query = QueryParams(scope.get("query_string", b"").decode("latin-1"))
+    def _refused(self, scope: Scope, headers: Headers, query: QueryParams) -> Refusal | None:
         client = scope["client"][0] if scope.get("client") else ""
         refusal = check_bridge(self.settings, self.secret, client,
                                bridge_token(scope["path"], headers, query))
         if refusal is not None:
             log.warning("refused %s %s from %s: %s", scope["method"], scope["path"], client,
                         refusal.reason)
+        return refusal
+
+    async def _receipt(self, scope: Scope) -> tuple[int, Any]:
+        """A delivery report: final states are not overwritten; an id none of ours is 404."""
+        query = QueryParams(scope.get("query_string", b"").decode("latin-1"))
+        refusal = self._refused(scope, Headers(scope=scope), query)
+        if refusal is not None:
+            return refusal.status, {"detail": refusal.reason}
+        numbers = {key: _integer(query.get(key)) for key in ("outbound", "type")}
+        wrong = [f"{key}: a whole number" for key, value in numbers.items() if value is None]
+        if wrong:
+            return 422, {"detail": wrong}
+        state = KANNEL_DLR.get(numbers["type"])  # type: ignore[arg-type]
+        if state is None:
+            return 400, {"detail": f"unknown delivery report type {numbers['type']}"}
+        outbound: int = numbers["outbound"]  # type: ignore[assignment]
+        if outbound < 0:
+            log.warning("delivery report for a negative outbound id refused")
+            return 400, {"detail": "outbound: a positive id"}
+        pool = scope["app"].state.ingest.pool
+        if not await run_in_threadpool(_record_receipt, pool, outbound, state):
+            log.warning("delivery report for unknown outbound %d", outbound)
+            return 404, {"detail": "outbound: no such message"}
+        return 200, "ok"
+
+    async def _take(self, scope: Scope, receive: Receive, kannel: bool) -> tuple[int, Any]:
+        headers = Headers(scope=scope)
+        query = QueryParams(scope.get("query_string", b"").decode("latin-1"))
+        refusal = self._refused(scope, headers, query)
+        if refusal is not None:
             return refusal.status, {"detail": refusal.reason}
         body = await _body(receive)
         if body is None:
@@ -96,6 +135,20 @@ class BridgeLane:
         if kannel:
             return 202, "duplicate" if accepted.duplicate else "accepted"
         return 202, {"id": accepted.id, "duplicate": accepted.duplicate}
+
+
+def _integer(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _record_receipt(pool: ConnectionPool, outbound: int, state: str) -> bool:
+    """Record the report; False when the id is none of ours (no row changed, and none is)."""
+    with pool.connection() as conn:
+        return bool(messages.record_delivery(conn, outbound, state)
+                    or messages.describe(conn, "outbound", outbound))
 
 
 async def _body(receive: Receive) -> bytes | None:

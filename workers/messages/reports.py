@@ -131,11 +131,13 @@ SELECT count(*) AS inbound,
        count(*) FILTER (WHERE r.sent_rows > 0) AS answered,
        count(*) FILTER (WHERE r.sent_rows = 0) AS missing,
        count(*) FILTER (WHERE r.sent_rows > r.parts) AS duplicated,
-       count(*) FILTER (WHERE r.failed_rows > 0) AS failed
+       count(*) FILTER (WHERE r.failed_rows > 0) AS failed,
+       count(*) FILTER (WHERE r.resent_rows > 0) AS resent
 FROM inbound i
 CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE o.state = 'sent') AS sent_rows,
            count(*) FILTER (WHERE o.state = 'failed') AS failed_rows,
+           count(*) FILTER (WHERE o.attempts > 1 OR o.possible_duplicate) AS resent_rows,
            coalesce(max(o.parts), 1) AS parts
     FROM outbound o WHERE o.inbound_id = i.id) r
 WHERE i.source LIKE %s
@@ -166,9 +168,11 @@ def unanswered(conn: psycopg.Connection, source_like: str) -> int:
     return conn.execute(_UNANSWERED, (source_like,)).fetchone()[0]  # type: ignore[index]
 
 
-def integrity(conn: psycopg.Connection, source_like: str) -> tuple[int, int, int, int, int]:
+def integrity(conn: psycopg.Connection,
+              source_like: str) -> tuple[int, int, int, int, int, int]:
     """Of the inbound messages LIKE `source_like`: (all, answered, missing a reply,
-    more parts sent than the reply has, with a failed part)."""
+    more parts sent than the reply has, with a failed part, with a part handed to the
+    transport more than once: tried again after a failure, or flagged a possible duplicate)."""
     return conn.execute(_INTEGRITY, (source_like,)).fetchone()  # type: ignore[return-value]
 
 
