@@ -30,8 +30,9 @@ class KannelTransport:
     `{outbound_id}` and `{part}` are filled in here, Kannel's `%d` (report type)
     and the rest by smsbox. `send_many` puts up to `window` submits in flight at once,
     from threads of its own, each on a keep-alive connection of its own: the standard
-    library's HTTP client, as lean as a GET can be (httpx cost about 2 ms of CPU a request,
-    more than the rest of a reply's way through the gateway).
+    library's HTTP client, as lean as a GET can be (httpx cost the bench's load generator
+    about 2 ms of CPU a request; through Kannel, the outbound worker went from 2.4 to about
+    1.5 ms of CPU a reply without it).
     """
 
     def __init__(self, endpoint: str, username: str, password: str, *,
