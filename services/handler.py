@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -11,7 +11,7 @@ import psycopg
 from parsers import ParseResult
 from replies.reply import Reply
 
-__all__ = ["Handler", "Request"]
+__all__ = ["BatchHandler", "Handler", "Request"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,3 +24,6 @@ class Request:
 
 
 Handler = Callable[[psycopg.Connection, Request], Reply]
+BatchHandler = Callable[[psycopg.Connection, Sequence[Request]], list[Reply]]
+"""A handler for many requests at once: the replies in the same order, the same as the
+single handler would give each; its look-ups shared (one query per store, not per request)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from parsers import Syntax, arguments
 from services import account_registration, housing, kindergarten, tech_inspection
-from services.handler import Handler
+from services.handler import BatchHandler, Handler
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,7 @@ class Service:
     name: str
     syntax: Syntax
     handler: Handler | None = None  # None: the grammar is known, the service not yet offered
+    batch: BatchHandler | None = None  # the same for a batch at once, where the service has it
 
 
 class Registry:
@@ -55,6 +56,7 @@ def default_registry() -> Registry:
                 argument=arguments.plate,
             ),
             handler=tech_inspection.handle,
+            batch=tech_inspection.handle_many,
         ),
         Service(
             name="kindergarten_queue",
@@ -64,6 +66,7 @@ def default_registry() -> Registry:
                 argument=arguments.child_iin,
             ),
             handler=kindergarten.handle,
+            batch=kindergarten.handle_many,
         ),
         Service(
             name="housing_queue",
@@ -73,6 +76,7 @@ def default_registry() -> Registry:
                 argument=arguments.optional_iin,
             ),
             handler=housing.handle,
+            batch=housing.handle_many,
         ),
         Service(
             name="account_registration",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import psycopg
 
@@ -10,7 +11,7 @@ from parsers import Command
 from replies.masking import mask_plate
 from replies.reply import Reply
 from services.handler import Request
-from services.sender import checked_sender
+from services.sender import checked_senders
 from services.stores import vehicles
 
 NAME = "tech_inspection"
@@ -18,14 +19,28 @@ NAME = "tech_inspection"
 KAZAKHSTAN = dt.timezone(dt.timedelta(hours=5))
 
 
+def handle_many(conn: psycopg.Connection, requests: Sequence[Request]) -> list[Reply]:
+    """Sender in MBG, sender's status, then the plate (missing or malformed: no data); the
+    look-ups of every request at once."""
+    senders = checked_senders(conn, NAME, [r.sender for r in requests])
+    plates = [r.parsed.args["plate"] for r in requests
+              if isinstance(r.parsed, Command) and not isinstance(senders[r.sender], Reply)]
+    found = vehicles.inspections_by_plate(conn, plates)
+    return [_reply(r, senders[r.sender], found) for r in requests]
+
+
 def handle(conn: psycopg.Connection, request: Request) -> Reply:
-    """Sender in MBG, sender's status, then the plate (missing or malformed: no data)."""
-    sender = checked_sender(conn, NAME, request.sender)
+    """One request: as `handle_many`."""
+    return handle_many(conn, [request])[0]
+
+
+def _reply(request: Request, sender: str | Reply,
+           found: dict[str, vehicles.Inspection]) -> Reply:
     if isinstance(sender, Reply):
         return sender
     if not isinstance(request.parsed, Command):
         return Reply(NAME, "no_data")
-    inspection = vehicles.inspection_by_plate(conn, request.parsed.args["plate"])
+    inspection = found.get(request.parsed.args["plate"])
     if inspection is None:
         return Reply(NAME, "no_data")
     today = request.received_at.astimezone(KAZAKHSTAN).date()

@@ -29,7 +29,7 @@ from replies.transports import RateLimited, Sms, Transport, TransportError
 from replies.transports.base import Outcome, send_many
 from services import account_registration
 from services.errors import StoreUnavailable
-from services.handler import Request
+from services.handler import BatchHandler, Request
 from services.registry import Registry
 from workers import messages
 from workers.logs import correlation
@@ -151,8 +151,9 @@ def answer(p: Pipeline, service: str, ids: list[int]) -> list[int]:
 
     Raises StoreUnavailable when a backing store cannot answer, so the task can retry.
     A message whose handler fails otherwise becomes a dead letter; the others go on. The
-    batch runs in one transaction; only when a handler fails is it rolled back and run
-    again with a savepoint around each message (two statements each, saved otherwise).
+    batch runs in one transaction, through the service's batch handler where it has one
+    (the look-ups of every message at once); only when a handler fails is it rolled back
+    and run again a message at a time, with a savepoint around each.
     """
     try:
         try:
@@ -164,19 +165,22 @@ def answer(p: Pipeline, service: str, ids: list[int]) -> list[int]:
 
 
 def _answer(p: Pipeline, service: str, ids: list[int], *, isolated: bool) -> list[int]:
-    handler = p.registry[service].handler
+    entry = p.registry[service]
     queued: list[int] = []
     replies: list[messages.NewReply] = []  # queued together at the end, unless isolated
     with p.pool.connection() as conn, conn.transaction():
-        for row in messages.unfinished_inbound(conn, ids):
-            if handler is None:
+        rows = messages.unfinished_inbound(conn, ids)
+        if entry.handler is None:
+            for row in rows:
                 messages.add_dead_letter(conn, task="answer", inbound_id=row.id,
                                          reason=f"service {service} is not offered yet")
-                continue
+            return []
+        if entry.batch is not None and not isolated and rows:
+            return messages.add_replies(conn, _answer_batch(conn, p, entry.batch, rows))
+        for row in rows:
             try:
                 with conn.transaction() if isolated else nullcontext():
-                    parsed = p.index.parse(row.shortcode, row.text)
-                    reply = handler(conn, Request(row.sender, parsed, row.received_at))
+                    reply = entry.handler(conn, _request(p, row))
                     if isolated:
                         queued += messages.add_replies(conn, [_reply(p, row, reply)])
                     else:
@@ -190,10 +194,32 @@ def _answer(p: Pipeline, service: str, ids: list[int], *, isolated: bool) -> lis
                 messages.add_dead_letter(conn, task="answer", inbound_id=row.id,
                                          reason=f"{type(error).__name__} in {service}")
                 continue
-            log.info("answered: %s.%s", reply.service, reply.outcome,
-                     extra=correlation(row.id))
+            _answered(row, reply)
         queued += messages.add_replies(conn, replies)
     return queued
+
+
+def _answer_batch(conn: psycopg.Connection, p: Pipeline, handle_many: BatchHandler,
+                  rows: list[messages.Inbound]) -> list[messages.NewReply]:
+    """Every message at once through the service's batch handler; a failure is the batch's
+    (run again a message at a time, each with a savepoint)."""
+    try:
+        answered = handle_many(conn, [_request(p, row) for row in rows])
+    except psycopg.OperationalError:
+        raise
+    except Exception as error:
+        raise _HandlerFailed from error
+    for row, reply in zip(rows, answered, strict=True):
+        _answered(row, reply)
+    return [_reply(p, row, reply) for row, reply in zip(rows, answered, strict=True)]
+
+
+def _request(p: Pipeline, row: messages.Inbound) -> Request:
+    return Request(row.sender, p.index.parse(row.shortcode, row.text), row.received_at)
+
+
+def _answered(row: messages.Inbound, reply: Reply) -> None:
+    log.info("answered: %s.%s", reply.service, reply.outcome, extra=correlation(row.id))
 
 
 def answer_unavailable(p: Pipeline, service: str, ids: list[int], reason: str) -> list[int]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
-from psycopg.rows import class_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,15 +19,22 @@ class QueueEntry:
     authority: str
 
 
-_ENTRY_BY_IIN = """
-SELECT position, category, registered_on, authority FROM housing.queue WHERE iin = %s
+_ENTRIES_BY_IIN = """
+SELECT iin, position, category, registered_on, authority FROM housing.queue WHERE iin = ANY(%s)
 """
+
+
+def entries_by_iin(conn: psycopg.Connection, iins: Sequence[str]) -> dict[str, QueueEntry]:
+    """The housing queue entries of those of `iins` in the queue, by IIN: one query."""
+    if not iins:
+        return {}
+    return {row[0]: QueueEntry(*row[1:])
+            for row in conn.execute(_ENTRIES_BY_IIN, (list(iins),))}
 
 
 def entry_by_iin(conn: psycopg.Connection, iin: str) -> QueueEntry | None:
     """The housing queue entry of `iin`, or None when that person is not in the queue."""
-    with conn.cursor(row_factory=class_row(QueueEntry)) as cur:
-        return cur.execute(_ENTRY_BY_IIN, (iin,)).fetchone()
+    return entries_by_iin(conn, [iin]).get(iin)
 
 
 # Loading an extract: insert or update, keyed like the look-up.

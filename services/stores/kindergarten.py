@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
-from psycopg.rows import class_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,13 +18,24 @@ class QueueEntry:
     applied_on: dt.date
 
 
-_BY_CHILD = "SELECT position, kindergarten, applied_on FROM kindergarten.queue WHERE child_iin = %s"
+_BY_CHILD = """
+SELECT child_iin, position, kindergarten, applied_on FROM kindergarten.queue
+WHERE child_iin = ANY(%s)
+"""
+
+
+def entries_by_child(conn: psycopg.Connection,
+                     child_iins: Sequence[str]) -> dict[str, QueueEntry]:
+    """The queue entries of those of `child_iins` in the queue, by the child's IIN: one query."""
+    if not child_iins:
+        return {}
+    return {row[0]: QueueEntry(*row[1:])
+            for row in conn.execute(_BY_CHILD, (list(child_iins),))}
 
 
 def entry_by_child(conn: psycopg.Connection, child_iin: str) -> QueueEntry | None:
     """The queue entry of the child `child_iin`, or None when the child is not in the queue."""
-    with conn.cursor(row_factory=class_row(QueueEntry)) as cur:
-        return cur.execute(_BY_CHILD, (child_iin,)).fetchone()
+    return entries_by_child(conn, [child_iin]).get(child_iin)
 
 
 # Loading an extract: insert or update, keyed like the look-up.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -19,13 +20,23 @@ class Inspection:
     vehicle: str
 
 
-_BY_PLATE = "SELECT plate, valid_from, valid_to, vehicle FROM vehicles.inspections WHERE plate = %s"
+_BY_PLATE = """
+SELECT plate, valid_from, valid_to, vehicle FROM vehicles.inspections WHERE plate = ANY(%s)
+"""
+
+
+def inspections_by_plate(conn: psycopg.Connection,
+                         plates: Sequence[str]) -> dict[str, Inspection]:
+    """The inspections of the vehicles with `plates` (normalised) found, by plate: one query."""
+    if not plates:
+        return {}
+    with conn.cursor(row_factory=class_row(Inspection)) as cur:
+        return {i.plate: i for i in cur.execute(_BY_PLATE, (list(plates),))}
 
 
 def inspection_by_plate(conn: psycopg.Connection, plate: str) -> Inspection | None:
     """The inspection of the vehicle with `plate` (normalised, e.g. `123ABC01`), if any."""
-    with conn.cursor(row_factory=class_row(Inspection)) as cur:
-        return cur.execute(_BY_PLATE, (plate,)).fetchone()
+    return inspections_by_plate(conn, [plate]).get(plate)
 
 
 # Loading an extract: insert or update, keyed like the look-up.

@@ -42,6 +42,25 @@ def test_every_row_of_the_seed_tables(conn, p, persona, text, outcome):
                    expected_text(text, outcome))
 
 
+def test_every_row_of_the_seed_tables_in_one_batch(conn, p):
+    # The services look up a batch's senders, plates and IINs together: each reply must
+    # still be its own message's, whatever the others in the batch are.
+    ids = {messages.record_inbound(conn, source="t", external_id=str(n), sender=persona.phone,
+                                   shortcode="1414", text=text).id: (text, outcome)
+           for n, (persona, text, outcome) in enumerate(demo.EXAMPLES)}
+    routed = pipeline.dispatch(p, list(ids))
+    assert max(len(batch) for batch in routed.services.values()) > 3
+    for service, batch in routed.services.items():
+        pipeline.answer(p, service, batch)
+    rows = conn.execute("SELECT inbound_id, service, outcome, text FROM outbound").fetchall()
+    assert len(rows) == len(ids)
+    for inbound_id, service, outcome, text in rows:
+        sent, expected = ids[inbound_id]
+        name, expected_outcome = expected.split(".")
+        assert (service, outcome, text) == (None if name == "common" else name,
+                                            expected_outcome, expected_text(sent, expected))
+
+
 def test_a_seed_text_never_drifts(conn, p):
     rendered = {f"{s}.{o}": t for s, o, t in p.templates}
     assert {k: rendered[k] for k in SEED} == SEED

@@ -126,6 +126,28 @@ def test_a_handler_bug_dead_letters_that_message_only(conn, database_url):
         (bad, "ZeroDivisionError in housing_queue")]
 
 
+def test_a_batch_handler_bug_runs_the_batch_again_one_message_at_a_time(conn, database_url):
+    def handler(_conn, request):
+        if request.sender == "+77000000001":
+            raise ZeroDivisionError
+        return Reply("housing_queue", "no_data")
+
+    def handle_many(conn_, requests):
+        return [handler(conn_, request) for request in requests]
+
+    base = default_registry()["housing_queue"]
+    registry = Registry([Service("housing_queue", base.syntax, handler, handle_many)])
+    p = make_pipeline(database_url, registry)
+    try:
+        bad = receive(conn, "4", sender="+77000000001", external_id="a")
+        good = receive(conn, "4", sender="+77000000002", external_id="b")
+        assert len(pipeline.answer(p, "housing_queue", [bad, good])) == 1
+    finally:
+        p.pool.close()
+    assert conn.execute("SELECT inbound_id FROM outbound").fetchall() == [(good,)]
+    assert conn.execute("SELECT inbound_id FROM dead_letters").fetchall() == [(bad,)]
+
+
 def test_a_store_failure_is_classified_retryable_and_keeps_nothing(conn, database_url):
     def handler(_conn, _request):
         raise psycopg.errors.QueryCanceled("statement timeout")
