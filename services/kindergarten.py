@@ -10,7 +10,7 @@ from parsers import Command, ErrorCode
 from replies.masking import mask_digits
 from replies.reply import Reply
 from services.handler import Request
-from services.sender import checked_senders
+from services.sender import checked_senders, passed
 from services.stores import kindergarten, persons
 
 NAME = "kindergarten_queue"
@@ -20,8 +20,7 @@ def handle_many(conn: psycopg.Connection, requests: Sequence[Request]) -> list[R
     """Sender in MBG, sender's status, the child's IIN given, valid, then in the queue; the
     look-ups of every request at once."""
     senders = checked_senders(conn, NAME, [r.sender for r in requests])
-    children = [r.parsed.args["child_iin"] for r in requests
-                if isinstance(r.parsed, Command) and not isinstance(senders[r.sender], Reply)]
+    children = [command.args["child_iin"] for command in passed(requests, senders)]
     valid = persons.valid_iins(conn, children)
     found = kindergarten.entries_by_child(conn, [iin for iin in children if iin in valid])
     return [_reply(r, senders[r.sender], valid, found) for r in requests]

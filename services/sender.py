@@ -6,7 +6,9 @@ from collections.abc import Sequence
 
 import psycopg
 
+from parsers import Command
 from replies.reply import Reply
+from services.handler import Request
 from services.stores import mbg, persons
 
 
@@ -19,6 +21,13 @@ def checked_senders(conn: psycopg.Connection, service: str,
     return {phone: Reply(service, "not_in_mbg") if phone not in iins
             else iins[phone] if iins[phone] in valid else Reply(service, "status_invalid")
             for phone in phones}
+
+
+def passed(requests: Sequence[Request], senders: dict[str, str | Reply]) -> list[Command]:
+    """The parsed commands of the requests whose sender passed the checks: what a service
+    looks up next."""
+    return [r.parsed for r in requests
+            if isinstance(r.parsed, Command) and not isinstance(senders[r.sender], Reply)]
 
 
 def checked_sender(conn: psycopg.Connection, service: str, phone: str) -> str | Reply:

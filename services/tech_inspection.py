@@ -11,7 +11,7 @@ from parsers import Command
 from replies.masking import mask_plate
 from replies.reply import Reply
 from services.handler import Request
-from services.sender import checked_senders
+from services.sender import checked_senders, passed
 from services.stores import vehicles
 
 NAME = "tech_inspection"
@@ -23,9 +23,8 @@ def handle_many(conn: psycopg.Connection, requests: Sequence[Request]) -> list[R
     """Sender in MBG, sender's status, then the plate (missing or malformed: no data); the
     look-ups of every request at once."""
     senders = checked_senders(conn, NAME, [r.sender for r in requests])
-    plates = [r.parsed.args["plate"] for r in requests
-              if isinstance(r.parsed, Command) and not isinstance(senders[r.sender], Reply)]
-    found = vehicles.inspections_by_plate(conn, plates)
+    found = vehicles.inspections_by_plate(
+        conn, [command.args["plate"] for command in passed(requests, senders)])
     return [_reply(r, senders[r.sender], found) for r in requests]
 
 

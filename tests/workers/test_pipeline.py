@@ -108,35 +108,13 @@ def _registry_with(handler) -> Registry:
     return Registry([Service("housing_queue", base.syntax, handler)])
 
 
-def test_a_handler_bug_dead_letters_that_message_only(conn, database_url):
-    def handler(_conn, request):
-        if request.sender == "+77000000001":
-            raise ZeroDivisionError
-        return Reply("housing_queue", "no_data")
-
-    p = make_pipeline(database_url, _registry_with(handler))
-    try:
-        bad = receive(conn, "4", sender="+77000000001", external_id="a")
-        good = receive(conn, "4", sender="+77000000002", external_id="b")
-        assert len(pipeline.answer(p, "housing_queue", [bad, good])) == 1
-    finally:
-        p.pool.close()
-    assert conn.execute("SELECT inbound_id FROM outbound").fetchall() == [(good,)]
-    assert conn.execute("SELECT inbound_id, reason FROM dead_letters").fetchall() == [
-        (bad, "ZeroDivisionError in housing_queue")]
+def _failing_for_one(_conn, request):
+    if request.sender == "+77000000001":
+        raise ZeroDivisionError
+    return Reply("housing_queue", "no_data")
 
 
-def test_a_batch_handler_bug_runs_the_batch_again_one_message_at_a_time(conn, database_url):
-    def handler(_conn, request):
-        if request.sender == "+77000000001":
-            raise ZeroDivisionError
-        return Reply("housing_queue", "no_data")
-
-    def handle_many(conn_, requests):
-        return [handler(conn_, request) for request in requests]
-
-    base = default_registry()["housing_queue"]
-    registry = Registry([Service("housing_queue", base.syntax, handler, handle_many)])
+def _answer_bad_and_good(conn, database_url, registry: Registry) -> tuple[int, int]:
     p = make_pipeline(database_url, registry)
     try:
         bad = receive(conn, "4", sender="+77000000001", external_id="a")
@@ -145,6 +123,22 @@ def test_a_batch_handler_bug_runs_the_batch_again_one_message_at_a_time(conn, da
     finally:
         p.pool.close()
     assert conn.execute("SELECT inbound_id FROM outbound").fetchall() == [(good,)]
+    return bad, good
+
+
+def test_a_handler_bug_dead_letters_that_message_only(conn, database_url):
+    bad, _ = _answer_bad_and_good(conn, database_url, _registry_with(_failing_for_one))
+    assert conn.execute("SELECT inbound_id, reason FROM dead_letters").fetchall() == [
+        (bad, "ZeroDivisionError in housing_queue")]
+
+
+def test_a_batch_handler_bug_runs_the_batch_again_one_message_at_a_time(conn, database_url):
+    def handle_many(conn_, requests):
+        return [_failing_for_one(conn_, request) for request in requests]
+
+    base = default_registry()["housing_queue"]
+    registry = Registry([Service("housing_queue", base.syntax, _failing_for_one, handle_many)])
+    bad, _ = _answer_bad_and_good(conn, database_url, registry)
     assert conn.execute("SELECT inbound_id FROM dead_letters").fetchall() == [(bad,)]
 
 
