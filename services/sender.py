@@ -28,8 +28,3 @@ def passed(requests: Sequence[Request], senders: dict[str, str | Reply]) -> list
     looks up next."""
     return [r.parsed for r in requests
             if isinstance(r.parsed, Command) and not isinstance(senders[r.sender], Reply)]
-
-
-def checked_sender(conn: psycopg.Connection, service: str, phone: str) -> str | Reply:
-    """The sender's IIN when the phone is in MBG and the person is valid; else the refusal."""
-    return checked_senders(conn, service, [phone])[phone]

@@ -32,11 +32,6 @@ def entries_by_iin(conn: psycopg.Connection, iins: Sequence[str]) -> dict[str, Q
             for row in conn.execute(_ENTRIES_BY_IIN, (list(iins),))}
 
 
-def entry_by_iin(conn: psycopg.Connection, iin: str) -> QueueEntry | None:
-    """The housing queue entry of `iin`, or None when that person is not in the queue."""
-    return entries_by_iin(conn, [iin]).get(iin)
-
-
 # Loading an extract: insert or update, keyed like the look-up.
 UPSERT = """
 INSERT INTO housing.queue (iin, position, category, registered_on, authority)

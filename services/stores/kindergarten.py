@@ -33,11 +33,6 @@ def entries_by_child(conn: psycopg.Connection,
             for row in conn.execute(_BY_CHILD, (list(child_iins),))}
 
 
-def entry_by_child(conn: psycopg.Connection, child_iin: str) -> QueueEntry | None:
-    """The queue entry of the child `child_iin`, or None when the child is not in the queue."""
-    return entries_by_child(conn, [child_iin]).get(child_iin)
-
-
 # Loading an extract: insert or update, keyed like the look-up.
 UPSERT = """
 INSERT INTO kindergarten.queue (child_iin, position, kindergarten, applied_on)

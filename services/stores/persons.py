@@ -15,11 +15,6 @@ def valid_iins(conn: psycopg.Connection, iins: Iterable[str]) -> set[str]:
     return {row[0] for row in conn.execute(_VALID, (wanted,))} if wanted else set()
 
 
-def is_valid(conn: psycopg.Connection, iin: str) -> bool:
-    """True when `iin` is in the register with status valid."""
-    return iin in valid_iins(conn, [iin])
-
-
 # Loading an extract: insert or update, keyed like the look-up.
 UPSERT = """
 INSERT INTO persons.individuals (iin, full_name, birth_date, status)

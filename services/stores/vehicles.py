@@ -34,11 +34,6 @@ def inspections_by_plate(conn: psycopg.Connection,
         return {i.plate: i for i in cur.execute(_BY_PLATE, (list(plates),))}
 
 
-def inspection_by_plate(conn: psycopg.Connection, plate: str) -> Inspection | None:
-    """The inspection of the vehicle with `plate` (normalised, e.g. `123ABC01`), if any."""
-    return inspections_by_plate(conn, [plate]).get(plate)
-
-
 # Loading an extract: insert or update, keyed like the look-up.
 UPSERT = """
 INSERT INTO vehicles.inspections (plate, valid_from, valid_to, vehicle)
