@@ -42,8 +42,8 @@ def missing() -> str | None:
     """Why Kannel cannot run here, or None when it can."""
     absent = [p for p in (BEARERBOX, SMSBOX, FAKESMSC) if not Path(p).exists()]
     if absent:
-        return (f"Kannel is not installed ({', '.join(absent)} missing): `make bench` installs "
-                "Debian's kannel and kannel-extras through deploy/ensure-peers")
+        return (f"KANNEL NOT INSTALLED ({', '.join(absent)} missing): run deploy/ensure-peers "
+                "(make test and make bench do) to install Debian's kannel and kannel-extras")
     return None
 
 
@@ -93,14 +93,16 @@ connect-allow-ip = "127.0.0.1"
 
 """
 
-_STATIC = """\
+_SMSBOX = """\
 group = smsbox
 bearerbox-host = 127.0.0.1
 bearerbox-port = {smsbox}
 sendsms-port = {sendsms}
 log-file = "{folder}/smsbox.log"
 log-level = 1
+"""
 
+_STATIC = """
 group = sms-service
 keyword = default
 catch-all = true
@@ -114,10 +116,14 @@ def core(folder: Path, ports: Ports, smsc_id: str) -> str:
                         smsbox=ports.smsbox, folder=folder, smsc_id=smsc_id, fake=ports.fake)
 
 
+def smsbox_group(folder: Path, ports: Ports) -> str:
+    """smsbox's own group's first settings: bearerbox's and its sendsms port, its log."""
+    return _SMSBOX.format(smsbox=ports.smsbox, sendsms=ports.sendsms, folder=folder)
+
+
 def static_config(folder: Path, ports: Ports) -> str:
     """Kannel on its own: every MO answered `ok` by smsbox itself."""
-    return core(folder, ports, "ceiling") + _STATIC.format(smsbox=ports.smsbox,
-                                                          sendsms=ports.sendsms, folder=folder)
+    return core(folder, ports, "ceiling") + smsbox_group(folder, ports) + _STATIC
 
 
 _SETTING = re.compile(r"^\s*([a-z-]+)\s*=\s*(.*?)\s*$")
@@ -272,21 +278,23 @@ def partial_line(line: bytes) -> bool:
     return False
 
 
+def mo_line(sender: str, receiver: str, text: str) -> str:
+    """An MO as fakesmsc writes it: `text` when ASCII, else UCS-2 percent-encoded (what a
+    handset sends for Cyrillic)."""
+    if text.isascii():
+        return f"{sender} {receiver} text {text}"
+    return f"{sender} {receiver} ucs2 {quote_from_bytes(text.encode('utf-16-be'), safe='')}"
+
+
 def mo_lines(traffic: Traffic, count: int) -> list[str]:
-    """`count` MOs of the bench's traffic as fakesmsc writes them: `text` when ASCII, else
-    UCS-2 percent-encoded (what a handset sends for Cyrillic); empty texts left out."""
+    """`count` MOs of the bench's traffic as fakesmsc writes them; empty texts left out."""
     lines: list[str] = []
     for _ in range(count * 3):
         if len(lines) >= count:
             break
         sender, shortcode, text, _ = traffic.next()
-        if not text.strip() or "\n" in text:
-            continue
-        if text.isascii():
-            lines.append(f"{sender} {shortcode} text {text}")
-        else:
-            lines.append(f"{sender} {shortcode} ucs2 "
-                         f"{quote_from_bytes(text.encode('utf-16-be'), safe='')}")
+        if text.strip() and "\n" not in text:
+            lines.append(mo_line(sender, shortcode, text))
     return lines
 
 

@@ -17,47 +17,26 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote_from_bytes, unquote_to_bytes
+from urllib.parse import unquote_to_bytes
 
+from bench.kannel.peers import (
+    BEARERBOX,
+    FAKESMSC,
+    SMSBOX,
+    Ports,
+    core,
+    missing,
+    mo_line,
+    smsbox_group,
+)
 from workers.local.embedded import free_port
 
-BEARERBOX = "/usr/sbin/bearerbox"
-SMSBOX = "/usr/sbin/smsbox"
-FAKESMSC = "/usr/lib/kannel/test/fakesmsc"
 SENDSMS_USER, SENDSMS_PASSWORD = "govsms", "test-sendsms-password"
 
 
-def missing() -> str | None:
-    """Why Kannel cannot run here, or None when it can."""
-    absent = [p for p in (BEARERBOX, SMSBOX, FAKESMSC) if not Path(p).exists()]
-    if absent:
-        return (f"KANNEL NOT INSTALLED ({', '.join(absent)} missing): run deploy/ensure-peers "
-                "(make test does) to install Debian's kannel and kannel-extras")
-    return None
-
-
-CONFIG = """\
-group = core
-admin-port = {admin}
-admin-password = test-admin
-smsbox-port = {smsbox}
-box-allow-ip = "127.0.0.1"
-log-file = "{folder}/bearerbox.log"
-log-level = 1
-dlr-storage = internal
-
-group = smsc
-smsc = fake
-smsc-id = fake
-port = {fake}
-connect-allow-ip = "127.0.0.1"
-
-group = smsbox
-bearerbox-host = 127.0.0.1
-bearerbox-port = {smsbox}
-sendsms-port = {sendsms}
-log-file = "{folder}/smsbox.log"
-log-level = 1
+# After the bench's `core` (bearerbox's groups) and `smsbox_group` (smsbox's first settings):
+# the deployed bridge settings, the get-url service and the sendsms user.
+SMSBOX_CONFIG = """\
 {smsbox_extra}
 group = sms-service
 keyword = default
@@ -137,10 +116,11 @@ class Kannel:
     def write_config(self) -> Path:
         """kannel.conf in the folder."""
         path = self.folder / "kannel.conf"
-        path.write_text(CONFIG.format(
-            folder=self.folder, admin=self.admin, smsbox=self.smsbox, sendsms=self.sendsms,
-            fake=self.fake, ingest=self.ingest, token=self.token, user=SENDSMS_USER,
-            password=SENDSMS_PASSWORD, smsbox_extra=smsbox_settings(self.project)))
+        ports = Ports(admin=self.admin, smsbox=self.smsbox, fake=self.fake, sendsms=self.sendsms)
+        path.write_text(core(self.folder, ports, "fake") + smsbox_group(self.folder, ports)
+                        + SMSBOX_CONFIG.format(ingest=self.ingest, token=self.token,
+                                               user=SENDSMS_USER, password=SENDSMS_PASSWORD,
+                                               smsbox_extra=smsbox_settings(self.project)))
         return path
 
     def _spawn(self, name: str, argv: list[str], **kwargs: object) -> subprocess.Popen:
@@ -187,10 +167,7 @@ class Kannel:
 
     def mo(self, sender: str, receiver: str, text: str) -> None:
         """The phone sends `text`: as `text` when ASCII, else as UCS-2 (what a handset does)."""
-        if text.isascii():
-            line = f"{sender} {receiver} text {text}"
-        else:
-            line = f"{sender} {receiver} ucs2 {quote_from_bytes(text.encode('utf-16-be'))}"
+        line = mo_line(sender, receiver, text)
         if len(line.encode()) >= 255:   # fakesmsc reads stdin in 256-octet lines
             raise ValueError("MO too long for fakesmsc's interactive mode")
         stdin = self.processes["fakesmsc"].stdin
