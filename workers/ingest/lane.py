@@ -55,11 +55,15 @@ class BridgeLane:
         if scope["type"] != "http" or (scope["method"], scope["path"]) not in ROUTES:
             await self.app(scope, receive, send)
             return
-        kannel = scope["path"] == KANNEL_PATH
-        if scope["path"] == DLR_PATH:
-            status, answer = await self._receipt(scope)
+        headers = Headers(scope=scope)
+        query = QueryParams(scope.get("query_string", b"").decode("latin-1"))
+        refusal = self._refused(scope, headers, query)
+        if refusal is not None:
+            status, answer = refusal.status, {"detail": refusal.reason}
+        elif scope["path"] == DLR_PATH:
+            status, answer = await self._receipt(scope, query)
         else:
-            status, answer = await self._take(scope, receive, kannel)
+            status, answer = await self._take(scope, receive, headers, query)
         if not status:  # the caller went away before its body came: nothing was kept
             return
         if isinstance(answer, str):
@@ -77,12 +81,8 @@ class BridgeLane:
                         refusal.reason)
         return refusal
 
-    async def _receipt(self, scope: Scope) -> tuple[int, Any]:
+    async def _receipt(self, scope: Scope, query: QueryParams) -> tuple[int, Any]:
         """A delivery report: final states are not overwritten; an id none of ours is 404."""
-        query = QueryParams(scope.get("query_string", b"").decode("latin-1"))
-        refusal = self._refused(scope, Headers(scope=scope), query)
-        if refusal is not None:
-            return refusal.status, {"detail": refusal.reason}
         numbers = {key: _integer(query.get(key)) for key in ("outbound", "type")}
         wrong = [f"{key}: a whole number" for key, value in numbers.items() if value is None]
         if wrong:
@@ -100,12 +100,10 @@ class BridgeLane:
             return 404, {"detail": "outbound: no such message"}
         return 200, "ok"
 
-    async def _take(self, scope: Scope, receive: Receive, kannel: bool) -> tuple[int, Any]:
-        headers = Headers(scope=scope)
-        query = QueryParams(scope.get("query_string", b"").decode("latin-1"))
-        refusal = self._refused(scope, headers, query)
-        if refusal is not None:
-            return refusal.status, {"detail": refusal.reason}
+    async def _take(self, scope: Scope, receive: Receive, headers: Headers,
+                    query: QueryParams) -> tuple[int, Any]:
+        """An MO: recorded and enqueued (accept.py), or why not."""
+        kannel = scope["path"] == KANNEL_PATH
         body = await _body(receive)
         if body is None:
             return 0, None
