@@ -38,7 +38,6 @@ class KannelTransport:
     def __init__(self, endpoint: str, username: str, password: str, *,
                  timeout_s: float = 5.0, dlr_url: str | None = None,
                  dlr_mask: int = FINAL_DLR_MASK, window: int = WINDOW) -> None:
-        self.endpoint = endpoint
         parts = urlsplit(endpoint)
         self._connection = partial(
             http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection,
