@@ -16,7 +16,7 @@ import pytest
 
 from replies.sealing import Sealer
 from replies.transports import FileTransport, Sms, TransportError, from_url
-from replies.transports.kannel import KannelTransport
+from replies.transports.kannel import WINDOW, KannelTransport
 from tests.support.keys import KEY
 from tests.support.pipeline import make_pipeline
 from workers import messages, pipeline
@@ -195,6 +195,17 @@ def test_kannel_asked_but_not_answered_is_in_doubt(smsbox):
     assert caught.value.retryable and caught.value.in_doubt  # smsbox may have queued it
 
 
+def test_kannel_a_window_not_answered_waits_its_timeout_once_not_once_a_submit(smsbox):
+    smsbox.delay_s = 2.0
+    port = smsbox.server_address[1]
+    transport = KannelTransport(f"http://127.0.0.1:{port}/cgi-bin/sendsms", "gw", "pw",
+                                timeout_s=0.3, window=6)
+    started = time.monotonic()
+    outcomes = transport.send_many([Sms(n, n, "1414", "+77011234567", "x") for n in range(6)])
+    assert time.monotonic() - started < 1.2  # six timeouts one after another: 1.8 s
+    assert all(isinstance(o, TransportError) and o.in_doubt for o in outcomes)
+
+
 def test_unknown_transport_is_refused():
     with pytest.raises(ValueError, match="unknown transport"):
         from_url("carrier-pigeon://loft")
@@ -250,5 +261,5 @@ def test_kannel_send_many_returns_each_failure_in_its_place(smsbox):
 
 def test_the_kannel_window_comes_from_the_url():
     url = "kannel+http://gw:pw@127.0.0.1:13013/cgi-bin/sendsms"
-    assert from_url(url).window == 8
+    assert from_url(url).window == WINDOW
     assert from_url(f"{url}?window=2").window == 2
