@@ -180,6 +180,43 @@ def test_kannel_delivery_reports(settings, conn, p):
     assert conn.execute("SELECT delivery FROM outbound").fetchone() == ("delivered",)
 
 
+def test_receipts_recorded_together_end_as_one_at_a_time_would(conn, p):
+    first, second = one_reply(conn, p), notice(conn, "Vash kod gotov", key="k2")[0]
+    known = messages.record_deliveries(conn, [
+        (first, "accepted"), (first, "delivered"),  # a later state replaces an earlier one
+        (second, "delivered"), (second, "accepted"),  # a final one stays
+        (424242, "delivered")])
+    assert known == [True, True, True, True, False]
+    states = conn.execute("SELECT id, delivery FROM outbound ORDER BY id").fetchall()
+    assert dict(states) == {first: "delivered", second: "delivered"}
+
+
+def test_receipts_that_arrive_together_are_recorded_in_one_statement(settings, conn, p,
+                                                                     monkeypatch):
+    ids = [one_reply(conn, p)] + notice(conn, "Vash kod gotov", key="k2")
+    batches: list[int] = []
+    record = messages.record_deliveries
+
+    def counted(c, receipts):
+        batches.append(len(receipts))
+        return record(c, receipts)
+
+    monkeypatch.setattr(messages, "record_deliveries", counted)
+    with TestClient(create_app(settings)) as client:
+        def receipt(outbound_id: int) -> None:
+            url = f"/sms/dlr?outbound={outbound_id}&type=1&token={SECRET}"
+            assert client.get(url).status_code == 200
+
+        threads = [threading.Thread(target=receipt, args=(i,)) for i in ids * 4]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sum(batches) == len(threads) and len(batches) < len(threads)
+    states = conn.execute("SELECT delivery FROM outbound").fetchall()
+    assert {s[0] for s in states} == {"delivered"}
+
+
 def test_a_batch_out_of_time_leaves_the_parts_it_did_not_try_for_later(conn, p):
     ids = notice(conn, LONG_LATIN) + notice(conn, "Vash kod gotov", key="k2")
     transport = MemoryTransport()

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import psycopg
 from celery import Celery
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500
 BACKLOG_CHECK_S = 1.0
 DEFAULT_SOURCE = "http"
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 class InboundSms(BaseModel):
@@ -147,10 +150,10 @@ class Ingest:
             tariff=(tariff.amount, tariff.currency) if tariff else None)
 
 
-class Batcher:
-    """Group commit for the HTTP handlers: the first message waits `linger_s` for others
-    (up to `max_batch`), then all are recorded in one transaction and enqueued in one task.
-    Messages arriving while a batch is written wait for the next.
+class Batcher(Generic[Item, Result]):
+    """Group commit for the HTTP handlers: the first item waits `linger_s` for others (up to
+    `max_batch`), then all are written together by `write` (for MOs, `Ingest.accept_many`:
+    one transaction and one task). Items arriving while a batch is written wait for the next.
 
     While the workers are behind (`depth()` > 0: tasks waiting on their queues, read after
     each linger) a batch waits longer, up to `linger_max_s`: its messages would wait in a
@@ -158,18 +161,19 @@ class Batcher:
     and deliver tasks that follow them, grow with the load and stay small when it is light.
     """
 
-    def __init__(self, ingest: Ingest, *, linger_s: float, linger_max_s: float | None = None,
-                 depth: Callable[[], int] | None = None, max_batch: int = MAX_BATCH) -> None:
-        self.ingest = ingest
+    def __init__(self, write: Callable[[list[Item]], list[Result]], *, linger_s: float,
+                 linger_max_s: float | None = None, depth: Callable[[], int] | None = None,
+                 max_batch: int = MAX_BATCH) -> None:
+        self.write = write
         self.linger_s = linger_s
         self.linger_max_s = max(linger_s, linger_max_s or 0.0)
         self.depth = depth
         self.max_batch = max_batch
-        self._pending: list[tuple[InboundSms, asyncio.Future]] = []
+        self._pending: list[tuple[Item, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
 
-    async def accept(self, batch: list[InboundSms]) -> list[Accepted]:
-        """Each message's outcome once its batch is written; Unavailable if that failed."""
+    async def accept(self, batch: list[Item]) -> list[Result]:
+        """Each item's outcome once its batch is written; what `write` raised if it failed."""
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in batch]
         self._pending.extend(zip(batch, futures, strict=True))
@@ -190,7 +194,8 @@ class Batcher:
         while len(self._pending) < self.max_batch:
             await asyncio.sleep(self.linger_s)
             waited += self.linger_s
-            if waited >= self.linger_max_s or not await run_in_threadpool(self._backlogged):
+            if (waited >= self.linger_max_s or self.depth is None
+                    or not await run_in_threadpool(self._backlogged)):
                 return
 
     async def _write(self) -> None:
@@ -199,8 +204,7 @@ class Batcher:
             taken, self._pending = (self._pending[:self.max_batch],
                                     self._pending[self.max_batch:])
             try:
-                results = await run_in_threadpool(self.ingest.accept_many,
-                                                  [sms for sms, _ in taken])
+                results = await run_in_threadpool(self.write, [item for item, _ in taken])
             except Exception as error:  # noqa: BLE001 - each waiting request gets it
                 for _, future in taken:
                     if not future.done():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated
 
 import psycopg
@@ -38,7 +39,7 @@ from workers.ingest.accept import (
 )
 from workers.ingest.client_api import ClientApi, Clock, utc_now
 from workers.ingest.client_api import router as client_api
-from workers.ingest.lane import BridgeLane
+from workers.ingest.lane import BridgeLane, record_receipts
 from workers.ingest.limits import RateLimiter
 from workers.queues import INBOUND, OUTBOUND, all_queues
 from workers.settings import Settings
@@ -110,9 +111,12 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
         depth = redis.Redis.from_url(settings.redis_url or "", socket_timeout=0.25,
                                      socket_connect_timeout=0.25)
         app.state.ingest = Ingest(settings, pool, broker)
-        app.state.batcher = Batcher(app.state.ingest, linger_s=settings.ingest_linger_ms / 1000,
+        app.state.batcher = Batcher(app.state.ingest.accept_many,
+                                    linger_s=settings.ingest_linger_ms / 1000,
                                     linger_max_s=settings.ingest_linger_max_ms / 1000,
                                     depth=lambda: backlog(depth))
+        app.state.receipts = Batcher(partial(record_receipts, pool),
+                                     linger_s=settings.ingest_linger_ms / 1000)
         app.state.api = ClientApi(settings, pool, broker, RateLimiter(limits),
                                   Templates.load(settings.templates), clock)
         app.state.redis = limits

@@ -7,7 +7,9 @@ hops cost more than recording the message does.
     GET|POST /sms/dlr           Kannel's dlr-url: ?outbound=ID&type=%d -> 200 ok
 
 The door in front (door.py) has authenticated the bridge and bounds the body as it is read;
-the lane checks the bridge again, so neither route is ever open without it. Every other
+the lane checks the bridge again, so neither route is ever open without it. MOs and
+receipts that arrive together are recorded together (accept.py's `Batcher`): one
+transaction and one task for a batch of MOs, one statement for a batch of receipts. Every other
 route, and these paths with another method, go on to the app behind (http.py). Answers
 are those of the app: 400 (Kannel's route) or 422 naming the field and the rule, never the
 value; 503 with Retry-After when the message could not be kept.
@@ -22,7 +24,6 @@ from urllib.parse import parse_qsl
 
 from psycopg_pool import ConnectionPool
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -94,8 +95,8 @@ class BridgeLane:
         if outbound < 0:
             log.warning("delivery report for a negative outbound id refused")
             return 400, {"detail": "outbound: a positive id"}
-        pool = scope["app"].state.ingest.pool
-        if not await run_in_threadpool(_record_receipt, pool, outbound, state):
+        known, = await scope["app"].state.receipts.accept([(outbound, state)])
+        if not known:
             log.warning("delivery report for unknown outbound %d", outbound)
             return 404, {"detail": "outbound: no such message"}
         return 200, "ok"
@@ -142,11 +143,11 @@ def _integer(value: str | None) -> int | None:
         return None
 
 
-def _record_receipt(pool: ConnectionPool, outbound: int, state: str) -> bool:
-    """Record the report; False when the id is none of ours (no row changed, and none is)."""
+def record_receipts(pool: ConnectionPool, receipts: list[tuple[int, str]]) -> list[bool]:
+    """Record the reports (outbound id, state) that came together, in one statement; for
+    each, False when the id is none of ours."""
     with pool.connection() as conn:
-        return bool(messages.record_delivery(conn, outbound, state)
-                    or messages.describe(conn, "outbound", outbound))
+        return messages.record_deliveries(conn, receipts)
 
 
 async def _body(receive: Receive) -> bytes | None:

@@ -41,7 +41,7 @@ from workers.messages.outbound import (
     claim_many,
     mark_failed,
     mark_sent,
-    record_delivery,
+    record_deliveries,
     record_receipt,
     release,
     replies,
@@ -54,7 +54,7 @@ __all__ = [
     "FINAL_DELIVERY", "MAX_TEXT", "REPLY_OF", "Claimed", "DeadLetter", "Inbound", "NewInbound",
     "NewReply", "Parts", "Recorded", "Stale", "add_dead_letter", "add_notice", "add_replies", "answers",
     "claim_many", "dead_letters", "describe", "fees", "mark_dispatched",
-    "mark_failed", "mark_sent", "open_dead_letters", "received_between", "record_delivery",
+    "mark_failed", "mark_sent", "open_dead_letters", "received_between", "record_deliveries",
     "record_inbound", "record_inbound_many", "record_receipt", "release", "replay_dead_letter",
     "replies", "replies_to", "sla", "stale", "unclaim", "unfinished_inbound", "waiting",
 ]

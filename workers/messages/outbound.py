@@ -209,10 +209,6 @@ _DELIVERY_BY_TRANSPORT = """
 UPDATE outbound SET delivery = %(state)s, delivery_at = now()
 WHERE transport_id = %(tid)s AND (delivery IS NULL OR delivery <> ALL(%(final)s))
 """
-_DELIVERY_BY_ID = """
-UPDATE outbound SET delivery = %(state)s, delivery_at = now()
-WHERE id = %(id)s AND (delivery IS NULL OR delivery <> ALL(%(final)s))
-"""
 
 
 def record_receipt(conn: psycopg.Connection, transport_id: str, state: str) -> int:
@@ -222,10 +218,26 @@ def record_receipt(conn: psycopg.Connection, transport_id: str, state: str) -> i
     return conn.execute(_DELIVERY_BY_TRANSPORT, params).rowcount
 
 
-def record_delivery(conn: psycopg.Connection, outbound_id: int, state: str) -> int:
-    """A receipt that names our own outbound id (Kannel's dlr-url carries it)."""
-    return conn.execute(_DELIVERY_BY_ID, {"id": outbound_id, "state": state,
-                                          "final": list(FINAL_DELIVERY)}).rowcount
+_DELIVERIES_BY_ID = """
+WITH r(id, state) AS (SELECT * FROM unnest(%(ids)s::bigint[], %(states)s::text[])),
+updated AS (
+    UPDATE outbound o SET delivery = r.state, delivery_at = now() FROM r
+    WHERE o.id = r.id AND (o.delivery IS NULL OR o.delivery <> ALL(%(final)s)))
+SELECT r.id FROM r WHERE EXISTS (SELECT 1 FROM outbound o WHERE o.id = r.id)
+"""
+
+
+def record_deliveries(conn: psycopg.Connection, receipts: Sequence[tuple[int, str]]) -> list[bool]:
+    """Receipts that name our own outbound ids (Kannel's dlr-url carries them), in one
+    statement; for each, whether the id is one of ours. In the order given, as one at a time
+    would: a final state is not overwritten, by a later receipt or one of the same batch."""
+    states: dict[int, str] = {}
+    for outbound_id, state in receipts:
+        if states.get(outbound_id) not in FINAL_DELIVERY:
+            states[outbound_id] = state
+    known = {row[0] for row in conn.execute(_DELIVERIES_BY_ID, {
+        "ids": list(states), "states": list(states.values()), "final": list(FINAL_DELIVERY)})}
+    return [outbound_id in known for outbound_id, _ in receipts]
 
 
 # A sealed text is not shown: it carries a credential meant for the citizen's phone only.

@@ -39,20 +39,20 @@ def _arrivals(batcher: Batcher, count: int, spacing_s: float) -> float:
 def test_while_the_workers_are_behind_a_batch_gathers_what_keeps_coming():
     ingest = Recorder()
     # More requests in flight than wait on the batch: more are coming.
-    batcher = Batcher(ingest, linger_s=0.01, linger_max_s=5.0, depth=lambda: 3)
+    batcher = Batcher(ingest.accept_many, linger_s=0.01, linger_max_s=5.0, depth=lambda: 3)
     _arrivals(batcher, 20, spacing_s=0.02)  # twice the short linger between two
     assert ingest.batches == [20]
 
 
 def test_with_no_backlog_a_batch_is_what_came_within_the_short_linger():
     ingest = Recorder()
-    batcher = Batcher(ingest, linger_s=0.01, linger_max_s=5.0, depth=lambda: 0)
+    batcher = Batcher(ingest.accept_many, linger_s=0.01, linger_max_s=5.0, depth=lambda: 0)
     _arrivals(batcher, 10, spacing_s=0.03)
     assert ingest.batches == [1] * 10
 
 
 def test_a_batch_gathers_no_longer_than_the_most_it_may():
     ingest = Recorder()
-    batcher = Batcher(ingest, linger_s=0.01, linger_max_s=0.1, depth=lambda: 3)
+    batcher = Batcher(ingest.accept_many, linger_s=0.01, linger_max_s=0.1, depth=lambda: 3)
     _arrivals(batcher, 12, spacing_s=0.05)
     assert len(ingest.batches) >= 4 and max(ingest.batches) <= 3
