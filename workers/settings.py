@@ -142,9 +142,12 @@ class Settings(BaseSettings):
     ingest_linger_max_ms: float = Field(50.0, description="How long it lets them gather at "
                                         "most while the dispatch queue has a backlog: batches, "
                                         "and every task after them, then grow with the load")
-    ingest_max_backlog: int = Field(3000, description="Messages waiting for their reply (to "
+    ingest_max_wait_s: float = Field(30.0, description="The expected wait for a reply past "
+                                     "which the ingest refuses new messages (503): those "
+                                     "waiting, divided by the SMS sent per second lately")
+    ingest_max_backlog: int = Field(30000, description="Messages waiting for their reply (to "
                                     "be answered or sent) past which the ingest refuses new "
-                                    "ones (503); about 30 s of the gateway's throughput. 0: never")
+                                    "ones whatever the rate; 0: never refuse")
     task_events: bool = Field(False, description="Workers send Celery task events from the "
                               "start (Flower turns them on anyway while it watches)")
     concurrency: int = Field(2, description="Processes per Celery worker")

@@ -7,6 +7,7 @@ counters the tasks keep in Redis.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 
 import redis
@@ -19,6 +20,8 @@ from workers.messages import dead, metrics
 from workers.messages.metrics import LATENCY_BUCKETS
 
 RETRIES_KEY = "govsms:metrics:retries"
+SENT_KEY = "govsms:metrics:sent:{}"  # SMS parts sent in that second (Unix time), kept 2 min
+DRAIN_WINDOW_S = 5  # the drain rate is that of the last full seconds of this many
 NO_GATEWAY = ("no gateway to ask: start `govsms run` (it writes {data_dir}/runtime.json) or "
               "set GOVSMS_REDIS_URL and GOVSMS_DATABASE_URL")
 
@@ -29,6 +32,24 @@ def count_retry(client: redis.Redis, kind: str) -> None:
         client.hincrby(RETRIES_KEY, kind, 1)
     except redis.RedisError:
         pass
+
+
+def count_sent(client: redis.Redis, parts: int, now: float | None = None) -> None:
+    """`parts` more SMS parts handed to the transport this second; best effort."""
+    if parts:
+        key = SENT_KEY.format(int(time.time() if now is None else now))
+        try:
+            client.pipeline(transaction=False).incrby(key, parts).expire(key, 120).execute()
+        except redis.RedisError:
+            pass
+
+
+def drain_rate(client: redis.Redis, now: float | None = None) -> float:
+    """SMS parts handed to the transport per second, by every sender, over the last
+    DRAIN_WINDOW_S full seconds."""
+    second = int(time.time() if now is None else now)
+    keys = [SENT_KEY.format(second - n) for n in range(1, DRAIN_WINDOW_S + 1)]
+    return sum(int(v) for v in client.mget(keys) if v is not None) / DRAIN_WINDOW_S
 
 
 def queue_depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:

@@ -14,7 +14,7 @@ from celery import Celery, Task
 from services.errors import StoreUnavailable
 from workers import messages, pipeline
 from workers.queues import BULK, INBOUND, OUTBOUND
-from workers.status import count_retry
+from workers.status import count_retry, count_sent
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,7 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         budget_s = min(pipeline.DELIVER_BUDGET_S, (self.app.conf.task_soft_time_limit or 30) / 3)
         done = pipeline.deliver(runtime.pipeline.pool, runtime.transport, runtime.pipeline.sealer,
                                 ids, stale_s, budget_s)
+        count_sent(runtime.redis, len(done.sent))  # the drain rate the ingest admits by
         queue = self._queue(outbound_queue)
         if done.busy:  # another sender holds them: look again once its claim may have lapsed
             publish(app, DELIVER, [done.busy], queue=queue, countdown=stale_s)

@@ -18,7 +18,7 @@ from tests.support.servers import claimed_redis_db
 from workers.app import create_app
 from workers.local import demo
 from workers.local.demo import every_row_in_every_keyword
-from workers.status import RETRIES_KEY
+from workers.status import RETRIES_KEY, SENT_KEY
 from workers.tasks import RECONCILE
 
 pytestmark = pytest.mark.e2e
@@ -85,6 +85,7 @@ def test_the_same_inbound_id_posted_twice_gives_one_reply(gw, conn):
 
 
 def test_many_messages_each_get_exactly_one_reply(gw, conn):
+    started = int(time.time())
     ids = [gw.post(**{"from": f"+7701000{n:04d}", "to": "1414", "text": f"hello {n}",
                       "id": f"many-{n}"}).json()["id"] for n in range(100)]
     wait_for(lambda: len(gw.sent()) >= 100, 30, "100 replies")
@@ -95,6 +96,10 @@ def test_many_messages_each_get_exactly_one_reply(gw, conn):
     ran = {name: {task for task in tasks if f"Task govsms.{task}[" in gw.log(name)}
            for name in ("worker-inbound", "worker-outbound")}
     assert ran == {"worker-inbound": {"dispatch"}, "worker-outbound": {"deliver"}}
+    # The senders counted each part they sent, per second, for the ingest's drain rate.
+    client = redis.Redis.from_url(gw.settings.redis_url)
+    counted = client.mget([SENT_KEY.format(s) for s in range(started, int(time.time()) + 1)])
+    assert sum(int(n or 0) for n in counted) == 100
 
 
 def test_a_message_whose_task_was_lost_is_answered_by_the_reconciler(gw, conn):

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from replies.masking import mask_digits
 from services.phones import to_e164
-from workers import messages
+from workers import messages, status
 from workers.logs import correlation
 from workers.queues import INBOUND
 from workers.settings import Settings
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 BACKLOG_CHECK_S = 1.0
+# Admitted whatever the drain rate: a gateway that has sent little lately (it was quiet)
+# must not refuse the start of a burst; the rate it then sends at raises the limit.
+BACKLOG_FLOOR = 200
 DEFAULT_SOURCE = "http"
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -90,11 +93,14 @@ class Ingest:
     a commit and of a Celery hop is shared by every message of the batch.
     """
 
-    def __init__(self, settings: Settings, pool: ConnectionPool, celery: Celery) -> None:
+    def __init__(self, settings: Settings, pool: ConnectionPool, celery: Celery, *,
+                 drain: Callable[[], float] | None = None) -> None:
         self.settings = settings
         self.pool = pool
         self.celery = celery
-        self._backlog = (0, -BACKLOG_CHECK_S)  # (messages waiting for their reply, when counted)
+        self.drain = drain or (lambda: status.drain_rate(celery.govsms.redis))
+        # (messages waiting for their reply, how many may wait, when counted)
+        self._backlog = (0, 0, -BACKLOG_CHECK_S)
 
     def accept(self, sms: InboundSms) -> Accepted:
         """Record `sms` once and enqueue it; a known message is enqueued again only if unanswered."""
@@ -124,22 +130,34 @@ class Ingest:
         return [Accepted(r.id, duplicate=not r.new) for r in results]
 
     def _check_backlog(self) -> None:
-        """Refuse new work while more messages wait for their reply (to be answered, or sent)
-        than the workers can clear within the SLA: the SMSC keeps them and sends them again
-        (its store-and-forward), and what was accepted is still answered in time. Counted at
-        most once a second."""
-        limit = self.settings.ingest_max_backlog
-        if not limit:
+        """Refuse new work while more messages wait for their reply (to be answered, or
+        sent) than the senders clear within `ingest_max_wait_s` at the rate they sent
+        over the last seconds: the SMSC keeps what is refused and sends it again (its
+        store-and-forward), and what was accepted is still answered in time, however fast
+        the link is. Counted at most once a second."""
+        cap = self.settings.ingest_max_backlog
+        if not cap:
             return
-        count, at = self._backlog
+        count, limit, at = self._backlog
         if time.monotonic() - at >= BACKLOG_CHECK_S:
             with self.pool.connection() as conn:
-                count = messages.waiting(conn, limit + 1)
-            self._backlog = (count, time.monotonic())
+                count = messages.waiting(conn, cap + 1)
+            limit = min(cap, max(BACKLOG_FLOOR, int(self._drain_rate() *
+                                                    self.settings.ingest_max_wait_s)))
+            self._backlog = (count, limit, time.monotonic())
             if count > limit:
-                log.warning("refusing new messages: more than %d wait for their reply", limit)
+                log.warning("refusing new messages: %d wait for their reply, more than the "
+                            "%d sent within %.0f s at the rate of late", count, limit,
+                            self.settings.ingest_max_wait_s)
         if count > limit:
             raise Unavailable("too many messages waiting for their reply; send again later")
+
+    def _drain_rate(self) -> float:
+        """SMS sent per second lately; 0 when it cannot be read (the floor then holds)."""
+        try:
+            return self.drain()
+        except Exception:  # noqa: BLE001 - a counter we cannot read must not stop the intake
+            return 0.0
 
     def _row(self, sms: InboundSms) -> messages.NewInbound:
         region = self.settings.regions.get(sms.to, "KZ")

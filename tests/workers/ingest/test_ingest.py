@@ -296,5 +296,52 @@ def test_past_its_backlog_the_ingest_refuses_until_the_replies_are_out(settings,
     assert conn.execute("SELECT count(*) FROM inbound").fetchone() == (5,)
 
 
+def test_what_it_admits_follows_the_rate_the_replies_go_out_at(settings, conn, broker,
+                                                              monkeypatch):
+    from workers import db
+    from workers.app import create_app as create_celery
+    from workers.ingest import accept
+
+    monkeypatch.setattr(accept, "BACKLOG_FLOOR", 2)
+    monkeypatch.setattr(accept, "BACKLOG_CHECK_S", 0)  # counted afresh for each message
+    rate = [1.0]  # SMS sent per second lately, as the senders counted them
+    pool = db.create_pool(settings.database_url, name="test-ingest", statement_timeout_ms=5000)
+    ingest = accept.Ingest(settings.model_copy(update={"ingest_max_wait_s": 3}), pool,
+                           create_celery(settings), drain=lambda: rate[0])
+
+    def offer(n: int) -> bool:
+        try:
+            ingest.accept(accept.InboundSms(**{**KANNEL, "id": f"d-{n}"}))
+            return True
+        except accept.Unavailable:
+            return False
+
+    try:
+        # 1 a second, 3 s at most: 3 may wait (the floor of 2 is less).
+        assert [offer(n) for n in range(5)] == [True, True, True, True, False]
+        rate[0] = 2.0  # the link sends faster now: 6 may wait
+        assert [offer(n) for n in range(4, 7)] == [True, True, True]
+        assert not offer(7)
+        rate[0] = 0.0  # nothing sent lately: the floor only
+        assert not offer(7)
+    finally:
+        pool.close()
+
+
+def test_the_drain_rate_is_what_every_sender_counted_over_the_last_seconds(broker):
+    from workers import status
+
+    now = 1_000_000.0
+    for key in broker.keys(status.SENT_KEY.format("*")):
+        broker.delete(key)
+    status.count_sent(broker, 7, now - 1)  # two senders in the same second
+    status.count_sent(broker, 3, now - 1)
+    status.count_sent(broker, 15, now - status.DRAIN_WINDOW_S)
+    status.count_sent(broker, 100, now - status.DRAIN_WINDOW_S - 1)  # too old
+    status.count_sent(broker, 100, now)  # this second is not over
+    assert status.drain_rate(broker, now) == 25 / status.DRAIN_WINDOW_S
+    assert 0 < broker.ttl(status.SENT_KEY.format(int(now))) <= 120
+
+
 def inbound_id(conn, external_id: str) -> int:
     return conn.execute("SELECT id FROM inbound WHERE external_id = %s", (external_id,)).fetchone()[0]
