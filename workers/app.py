@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -50,14 +51,16 @@ class Runtime:
         self._pid = os.getpid()
         self._built: dict[str, Any] = {}
         self._inherited: list[Any] = []
+        self._lock = threading.RLock()  # a thread pool's tasks build each resource once
 
     def _get(self, name: str, build: Callable[[], Any]) -> Any:
-        if self._pid != os.getpid():
-            self._inherited.append(self._built)
-            self._built, self._pid = {}, os.getpid()
-        if name not in self._built:
-            self._built[name] = build()
-        return self._built[name]
+        with self._lock:
+            if self._pid != os.getpid():
+                self._inherited.append(self._built)
+                self._built, self._pid = {}, os.getpid()
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]
 
     @property
     def pipeline(self) -> Pipeline:

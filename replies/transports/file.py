@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from replies.transports.base import Outcome, Sms, TransportError
 
 
 class FileTransport:
-    """Appends each SMS to `path`; safe for several processes at once.
+    """Appends each SMS to `path`; safe for several processes and threads at once.
 
     An SMS that carries a password or code is written as it is kept at rest:
     `"text"` holds its sealed form and `"sealed": true` says so, so the outbox (a
@@ -29,6 +30,7 @@ class FileTransport:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._fd: int | None = None
+        self._lock = threading.Lock()  # the senders' threads open the file once
 
     def send(self, sms: Sms) -> str | None:
         """Write the SMS as one line with a single O_APPEND write, so lines never interleave."""
@@ -46,17 +48,22 @@ class FileTransport:
             "inbound_id": sms.inbound_id, "outbound_id": sms.outbound_id, "sent_at": sent_at,
         }, ensure_ascii=False) + "\n" for sms in messages)
         try:
-            if self._fd is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            os.write(self._fd, lines.encode("utf-8"))
+            os.write(self._open(), lines.encode("utf-8"))
         except OSError as error:
             failed = TransportError(f"cannot write {self.path}: {error}", retryable=True)
             return [failed] * len(messages)
         return [None] * len(messages)
 
+    def _open(self) -> int:
+        with self._lock:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            return self._fd
+
     def close(self) -> None:
         """Close the file."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
