@@ -34,7 +34,10 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500
 BACKLOG_CHECK_S = 1.0
 # Admitted whatever the drain rate: a gateway that has sent little lately (it was quiet)
-# must not refuse the start of a burst; the rate it then sends at raises the limit.
+# must not refuse the start of a burst; the rate it then sends at raises the limit. About
+# what the pipeline holds in flight at full speed (700 MOs a second through Kannel, half a
+# second to a second each): with 200, each burst's first seconds were refused and Kannel's
+# retries, 5 s later, stalled it.
 BACKLOG_FLOOR = 1000
 DEFAULT_SOURCE = "http"
 Item = TypeVar("Item")
@@ -147,7 +150,7 @@ class Ingest:
             self._backlog = (count, limit, time.monotonic())
             if count > limit:
                 log.warning("refusing new messages: %d wait for their reply, more than the "
-                            "%d sent within %.0f s at the rate of late", count, limit,
+                            "%d sent within %.0f s at the recent rate", count, limit,
                             self.settings.ingest_max_wait_s)
         if count > limit:
             raise Unavailable("too many messages waiting for their reply; send again later")
@@ -173,13 +176,10 @@ class Batcher(Generic[Item, Result]):
     `max_batch`), then all are written together by `write` (for MOs, `Ingest.accept_many`:
     one transaction and one task). Items arriving while a batch is written wait for the next.
 
-    While items keep coming (one or more within the last linger: 100 a second and more at
-    10 ms) or the workers are behind (`depth()` > 0: tasks waiting on their queues, read
-    after a linger that brought none), a batch waits longer, up to `linger_max_s`: one task
-    for many pays a Celery hop once, and the hop's CPU is what a busy gateway runs short of
-    (at 360 MOs a second through Kannel, 10 ms batches cost 3.6 ms of CPU a reply and fell
-    behind, 40 ms batches 2.4 ms and kept up). So batches, and the service and deliver tasks
-    that follow them, grow with the load and stay small when it is light.
+    While the workers are behind (`depth()` > 0: tasks waiting on their queues, read after
+    each linger) a batch waits longer, up to `linger_max_s`: its messages would wait in a
+    queue anyway, and one task for many pays a Celery hop once. So batches, and the service
+    and deliver tasks that follow them, grow with the load and stay small when it is light.
     """
 
     def __init__(self, write: Callable[[list[Item]], list[Result]], *, linger_s: float,
@@ -213,14 +213,10 @@ class Batcher(Generic[Item, Result]):
     async def _linger(self) -> None:
         waited = 0.0
         while len(self._pending) < self.max_batch:
-            before = len(self._pending)
             await asyncio.sleep(self.linger_s)
             waited += self.linger_s
-            if waited >= self.linger_max_s:
-                return
-            if len(self._pending) > before:  # they keep coming: the next linger brings more
-                continue
-            if self.depth is None or not await run_in_threadpool(self._backlogged):
+            if (waited >= self.linger_max_s or self.depth is None
+                    or not await run_in_threadpool(self._backlogged)):
                 return
 
     async def _write(self) -> None:

@@ -51,13 +51,6 @@ def test_with_no_backlog_a_batch_is_what_came_within_the_short_linger():
     assert ingest.batches == [1] * 10
 
 
-def test_with_no_backlog_a_batch_gathers_what_keeps_coming_within_each_linger():
-    ingest = Recorder()
-    batcher = Batcher(ingest.accept_many, linger_s=0.02, linger_max_s=5.0, depth=lambda: 0)
-    _arrivals(batcher, 20, spacing_s=0.004)  # five within each linger
-    assert len(ingest.batches) <= 2 and sum(ingest.batches) == 20
-
-
 def test_a_batch_gathers_no_longer_than_the_most_it_may():
     ingest = Recorder()
     batcher = Batcher(ingest.accept_many, linger_s=0.01, linger_max_s=0.1, depth=lambda: 3)
