@@ -391,8 +391,9 @@ def kannel_section(report: dict[str, Any]) -> str:
 {rows}
 
 "send": the transport's part of a one-part reply, `claimed_at -> sent_at`: the GET to
-smsbox's sendsms answered (smsbox answers once bearerbox has the MT). The outbound worker sends
-one part at a time in each of its processes, so this time bounds its replies per second.
+smsbox's sendsms answered (smsbox answers once bearerbox has the MT). A deliver task has all its
+parts in flight at once (the transport's window, 64), and the outbound worker runs twice
+`GOVSMS_CONCURRENCY` tasks at once on threads, so a task costs about its slowest answer.
 {cpu_line}
 
 Burst: {b['written']:,} MOs written at {b['written_per_s']:,.1f}/s; the gateway accepted
@@ -548,22 +549,25 @@ message for everything. This run: {report['e2e_msgs_per_s']:,.0f} msgs/s, about
 
 In order of expected gain, each estimated from the numbers above:
 
-1. **The steps' own statements.** In one process, batches of 50 still cost
-   {fifty['python_cpu_ms_per_msg'] + fifty['postgres_cpu_ms_per_msg']:.1f} ms per message:
-   each reply is one INSERT per part and each service handler runs its registry look-ups
-   per message. One statement per batch (`unnest` inserts, the look-ups of a batch in one
-   `= ANY(...)` query) and one pool checkout per task without a health check (check after
-   an error only) would take most of the PostgreSQL share.
+1. **Through Kannel, the door's cost per request.** Every reply through Kannel is three
+   HTTP transactions (smsbox's get-url with the MO, the sendsms, the dlr-url with the
+   receipt), two of them into the ingest, and smsbox, bearerbox and fakesmsc together
+   spend 1.1-1.5 ms of CPU a reply on that path (0.16 ms with a static reply): at 800
+   replies a second on {report['cores']} cores that leaves the gateway about 1 ms a reply.
+   In the ingest's profile about a third of each request goes to FastAPI's and
+   Starlette's middleware stack before the door is reached; serving the door and the lane
+   as the outermost ASGI app, the app's routes behind them, takes that part.
 2. **Fewer answer and deliver tasks.** Dispatch fans out per service, answer per batch:
-   at the batch sizes above, answer and deliver tasks carry a few messages each. One
-   worker consuming every `svc.*` queue could take a dispatch batch's services in one
-   task, and fewer processes would share the two cores; per-service workers stay one
-   setting away for isolation.
-3. **Logging per batch.** About nine INFO lines a message (Celery's "received" and
-   "succeeded" per task, and ours per message: received, routed, answered, sent), each
-   formatted as JSON and masked (about 0.07 ms a line): one line per batch at INFO,
-   the per-message lines at DEBUG, a message's history read from PostgreSQL.
-4. **The ingest.** {_per_msg(cores.get('ingest', 0.0), rate):.2f} ms per message for
-   {steps.get('record', 0.0):.2f} ms of recording: FastAPI and pydantic per request; a
-   leaner route for the bridge's door would take part of it.
+   one worker consuming every `svc.*` queue could take a dispatch batch's services in one
+   task, and fewer processes would share the cores; per-service workers stay one setting
+   away for isolation. At half load the batches are smaller and each message pays more
+   of a hop, which is what holds the p99 there.
+3. **Logging per batch.** Celery's "received" and "succeeded" per task, and ours per
+   message (received, routed, answered, sent), each formatted as JSON and masked (about
+   0.07 ms a line): one line per batch at INFO, the per-message lines at DEBUG, a
+   message's history read from PostgreSQL.
+4. **The steps' own statements.** In one process, batches of 50 cost
+   {fifty['python_cpu_ms_per_msg'] + fifty['postgres_cpu_ms_per_msg']:.1f} ms per message;
+   the look-ups and inserts of a batch are already one statement each, the rest is
+   pydantic and psycopg per row.
 """

@@ -150,7 +150,8 @@ class Settings(BaseSettings):
                                     "ones whatever the rate; 0: never refuse")
     task_events: bool = Field(False, description="Workers send Celery task events from the "
                               "start (Flower turns them on anyway while it watches)")
-    concurrency: int = Field(2, description="Processes per Celery worker")
+    concurrency: int = Field(2, description="Processes of the inbound worker; the service, "
+                             "outbound and bulk workers run twice as many threads")
     statement_timeout_ms: int = Field(5000, description="PostgreSQL statement timeout")
     smpp_receiver: str | None = Field(None, description="`smpp://ID:PW@HOST:PORT?mode=receiver` "
                                                          "(or transceiver): take MOs and receipts "
