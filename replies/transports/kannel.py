@@ -101,7 +101,12 @@ class KannelTransport:
         """Each SMS submitted, `window` at a time in flight; their outcomes, in order."""
         outcomes: list[Outcome] = []
         for n in range(0, len(messages), self.window):
-            asked = [self._ask(sms) for sms in messages[n:n + self.window]]
+            asked: list[http.client.HTTPConnection | TransportError] = []
+            for sms in messages[n:n + self.window]:
+                # smsbox unreachable (each connect may take the whole timeout): the rest of
+                # the window is not tried, and goes back to the queue with the same error.
+                failed = bool(asked) and isinstance(asked[-1], TransportError)
+                asked.append(asked[-1] if failed else self._ask(sms))
             until = time.monotonic() + self._timeout_s  # the whole window's, not each answer's
             outcomes += [self._answer(a, until) if isinstance(a, http.client.HTTPConnection)
                          else a for a in asked]

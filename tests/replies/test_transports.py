@@ -185,6 +185,17 @@ def test_kannel_unreachable_is_retryable():
     assert caught.value.retryable and not caught.value.in_doubt  # nothing was sent
 
 
+def test_kannel_unreachable_tries_one_connection_for_a_window_not_one_a_submit(monkeypatch):
+    transport = from_url(f"kannel+http://gw:pw@127.0.0.1:{free_port()}/cgi-bin/sendsms")
+    connects = []
+    connection = transport._connection
+    monkeypatch.setattr(transport, "_connection", lambda: connects.append(1) or connection())
+    outcomes = transport.send_many([Sms(n, n, "1414", "+77011234567", "x") for n in range(5)])
+    assert all(isinstance(o, TransportError) and o.retryable and not o.in_doubt
+               for o in outcomes)
+    assert len(connects) == 1
+
+
 def test_kannel_asked_but_not_answered_is_in_doubt(smsbox):
     smsbox.delay_s = 1.0
     port = smsbox.server_address[1]
