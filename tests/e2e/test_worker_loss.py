@@ -56,10 +56,10 @@ def gateway(smsbox, database_url: str, redis_server: str, tmp_path, conn) -> Ite
         port = smsbox.server_address[1]
         settings = gateway_settings(database_url, redis_url, tmp_path, SECRET).model_copy(
             update={"transport": f"kannel+http://gw:pw@127.0.0.1:{port}/cgi-bin/sendsms",
-                    "visibility_timeout": 6, "reconcile_every_s": 2, "reconcile_after_s": 15})
+                    "visibility_timeout": 6, "reconcile_every_s": 2, "reconcile_after_s": 8})
         gw = Gateway(settings, tmp_path, env_extra={
             "GOVSMS_VISIBILITY_TIMEOUT": "6", "GOVSMS_RECONCILE_EVERY_S": "2",
-            "GOVSMS_RECONCILE_AFTER_S": "15"})
+            "GOVSMS_RECONCILE_AFTER_S": "8"})
         try:
             gw.start()
             gw.spawn("beat", processes(settings)["beat"])
