@@ -22,9 +22,8 @@ class FileTransport:
     `replies.sealing.Sealer(key).unseal(line["text"])`, as `tests/support/gateway.py` does.
     """
 
-    # SMS written together, with one write, and recorded together after it: as many as a
-    # Kannel link has in flight by default (a crash between the write and the record flags
-    # at most that many as possible duplicates).
+    # SMS written together, with one write, and recorded together after it (a crash between
+    # the write and the record flags at most that many as possible duplicates).
     window = 8
 
     def __init__(self, path: str | Path) -> None:
