@@ -143,14 +143,14 @@ class Ingest:
             return
         count, limit, at = self._backlog
         if time.monotonic() - at >= BACKLOG_CHECK_S:
-            with self.pool.connection() as conn:
-                count = messages.waiting(conn, cap + 1)
             limit = min(cap, max(BACKLOG_FLOOR, int(self._drain_rate() *
                                                     self.settings.ingest_max_wait_s)))
+            with self.pool.connection() as conn:
+                count = messages.waiting(conn, limit + 1)  # counted only as far as it matters
             self._backlog = (count, limit, time.monotonic())
             if count > limit:
-                log.warning("refusing new messages: %d wait for their reply, more than the "
-                            "%d sent within %.0f s at the recent rate", count, limit,
+                log.warning("refusing new messages: more than %d wait for their reply (what "
+                            "is sent within %.0f s at the recent rate)", limit,
                             self.settings.ingest_max_wait_s)
         if count > limit:
             raise Unavailable("too many messages waiting for their reply; send again later")
@@ -215,8 +215,7 @@ class Batcher(Generic[Item, Result]):
         while len(self._pending) < self.max_batch:
             await asyncio.sleep(self.linger_s)
             waited += self.linger_s
-            if (waited >= self.linger_max_s or self.depth is None
-                    or not await run_in_threadpool(self._backlogged)):
+            if waited >= self.linger_max_s or not await run_in_threadpool(self._backlogged):
                 return
 
     async def _write(self) -> None:

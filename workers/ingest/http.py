@@ -116,8 +116,7 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
                                     linger_max_s=settings.ingest_linger_max_ms / 1000,
                                     depth=lambda: backlog(depth))
         app.state.receipts = Batcher(partial(record_receipts, pool),
-                                     linger_s=settings.ingest_linger_ms / 1000,
-                                     linger_max_s=settings.ingest_linger_max_ms / 1000)
+                                     linger_s=settings.ingest_linger_ms / 1000)
         app.state.api = ClientApi(settings, pool, broker, RateLimiter(limits),
                                   Templates.load(settings.templates), clock)
         app.state.redis = limits
