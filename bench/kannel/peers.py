@@ -99,7 +99,6 @@ bearerbox-host = 127.0.0.1
 bearerbox-port = {smsbox}
 sendsms-port = {sendsms}
 log-file = "{folder}/smsbox.log"
-log-level = 1
 """
 
 _STATIC = """
@@ -117,13 +116,16 @@ def core(folder: Path, ports: Ports, smsc_id: str) -> str:
 
 
 def smsbox_group(folder: Path, ports: Ports) -> str:
-    """smsbox's own group's first settings: bearerbox's and its sendsms port, its log."""
+    """smsbox's own group's first settings: bearerbox's and its sendsms port, its log file
+    (logging at the deployed level: deploy/kannel/smsbox.conf)."""
     return _SMSBOX.format(smsbox=ports.smsbox, sendsms=ports.sendsms, folder=folder)
 
 
 def static_config(folder: Path, ports: Ports) -> str:
-    """Kannel on its own: every MO answered `ok` by smsbox itself."""
-    return core(folder, ports, "ceiling") + smsbox_group(folder, ports) + _STATIC
+    """Kannel on its own: every MO answered `ok` by smsbox itself, logging as deployed."""
+    level = Deployed.read().get("smsbox", "log-level")
+    return (core(folder, ports, "ceiling") + smsbox_group(folder, ports)
+            + (f"log-level = {level}\n" if level is not None else "") + _STATIC)
 
 
 _SETTING = re.compile(r"^\s*([a-z-]+)\s*=\s*(.*?)\s*$")
@@ -169,7 +171,7 @@ class Deployed:
         deployed_ingest = "http://127.0.0.1:8080"
         set_ = {"smsbox": {"bearerbox-host": "127.0.0.1", "bearerbox-port": str(ports.smsbox),
                            "sendsms-port": str(ports.sendsms),
-                           "log-file": f'"{folder}/smsbox.log"', "log-level": "1"},
+                           "log-file": f'"{folder}/smsbox.log"'},
                 "sendsms-user": {"password": password}}
         out = [core(folder, ports, smsc_id)]
         for name, settings in self.groups:

@@ -54,6 +54,7 @@ def test_the_deployed_smsbox_conf_is_what_kannel_runs(tmp_path) -> None:
     assert f"sendsms-port = {ports.sendsms}" in text and f"bearerbox-port = {ports.smsbox}" in text
     assert "smsc-id = bench-x-steady1" in text
     for group, key in (("smsbox", "http-request-retry"), ("smsbox", "mo-recode"),
+                       ("smsbox", "log-level"),
                        ("sms-service", "catch-all"), ("sms-service", "max-messages"),
                        ("sendsms-user", "concatenation")):
         assert f"{key} = {deployed.get(group, key)}" in text

@@ -2,8 +2,10 @@
 
 One gateway per transport (file, Kannel, SMPP): 8188 issues a password, the client API
 sends a one-time code and a notice; then every log file of the gateway, the banner of
-`govsms run` and the file transport's outbox are scanned for the bridge secret, the
-transport's password, the password, the code, the notice's text and unmasked numbers.
+`govsms run`, the file transport's outbox and the logs of the peers that carry the texts
+as deployed (Kannel's bearerbox and smsbox, with deploy/kannel/smsbox.conf's log settings)
+are scanned for the bridge secret, the transport's password, the password, the code, the
+notice's text and unmasked numbers.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Link:
     gw: Gateway
     password: str | None
     texts_to: Callable[[str], list[str]]
+    peer_logs: Callable[[], dict[str, str]] = dict
 
 
 def _kannel_link(gw: Gateway, folder: Path) -> Iterator[Link]:
@@ -60,7 +63,8 @@ def _kannel_link(gw: Gateway, folder: Path) -> Iterator[Link]:
     peer.start()
     try:
         yield Link(gw.start(PROCESSES), kannel_peer.SENDSMS_PASSWORD,
-                   lambda phone: [r.text() for r in peer.received() if r.receiver == phone])
+                   lambda phone: [r.text() for r in peer.received() if r.receiver == phone],
+                   peer.logs)
     finally:
         gw.stop()
         peer.stop()
@@ -121,6 +125,7 @@ def test_no_secret_or_number_in_logs_banner_or_outbox(link, capsys):
                       gw.logs)
     banner = capsys.readouterr().out
     logs = {path.name: path.read_text(errors="replace") for path in gw.logs.glob("*.log")}
+    logs.update(link.peer_logs())
     outbox = gw.settings.outbox.read_text() if gw.settings.outbox.exists() else ""
     assert set(logs) >= {"ingest.log", "worker-outbound.log", "worker-inbound.log"}
     secrets = {"the bridge secret": SECRET, "the password": password, "the code": code,

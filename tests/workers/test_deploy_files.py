@@ -365,6 +365,15 @@ def test_kannel_lets_the_get_url_answer_carry_its_coding():
     assert re.search(r"^accept-x-kannel-headers = true$", service, re.MULTILINE)
 
 
+def test_kannel_logs_no_text_or_number():
+    # At info smsbox logs every MO's text and sender and every reply (codes included); at
+    # debug, Kannel's default for a log file, the URLs with the token too.
+    groups = (DEPLOY / "kannel" / "smsbox.conf").read_text().split("group = ")
+    [smsbox] = [g for g in groups if g.startswith("smsbox")]
+    assert int(re.search(r"^log-level = (\d)$", smsbox, re.MULTILINE)[1]) >= 2
+    assert "access-log" not in smsbox
+
+
 def test_the_guide_sets_the_bridge_secret_before_the_first_start():
     text = DOCS.read_text()
     kannel = text[text.index("## Kannel"):]

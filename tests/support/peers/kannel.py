@@ -54,8 +54,9 @@ concatenation = true
 
 
 def smsbox_settings(project: Path) -> str:
-    """The smsbox group's settings of deploy/kannel/smsbox.conf that matter to the bridge."""
-    keep = ("mo-recode", "http-request-retry", "http-queue-delay")
+    """The smsbox group's settings of deploy/kannel/smsbox.conf that matter to the bridge, and
+    its log level."""
+    keep = ("mo-recode", "http-request-retry", "http-queue-delay", "log-level")
     lines = (project / "deploy" / "kannel" / "smsbox.conf").read_text().splitlines()
     return "".join(f"{line.strip()}\n" for line in lines
                    if line.split("=")[0].strip() in keep)
@@ -145,9 +146,10 @@ class Kannel:
     def start(self) -> Kannel:
         """Start bearerbox, smsbox and fakesmsc; return once fakesmsc is connected."""
         config = str(self.write_config())
-        self._spawn("bearerbox", [BEARERBOX, config])
+        # Their console logs only panics, as Debian's init script starts them (`-v 4`).
+        self._spawn("bearerbox", [BEARERBOX, "-v", "4", config])
         self._wait_port(self.admin, "bearerbox")
-        self._spawn("smsbox", [SMSBOX, config])
+        self._spawn("smsbox", [SMSBOX, "-v", "4", config])
         self._wait_port(self.sendsms, "smsbox")
         self._wait_port(self.fake, "bearerbox")
         # Interactive fakesmsc: one MO per stdin line; -v 0 logs every MT it gets.
@@ -182,6 +184,13 @@ class Kannel:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"fakesmsc did not send: {self.log('fakesmsc')[-2000:]}")
             time.sleep(0.02)
+
+    def logs(self) -> dict[str, str]:
+        """What bearerbox and smsbox wrote, to their log files and to their console."""
+        return {f"kannel-{path.name}": path.read_text(errors="replace")
+                for name in ("bearerbox", "smsbox")
+                for path in (self.folder / f"{name}.log", self.folder / f"{name}.out")
+                if path.exists()}
 
     def received(self) -> list[Received]:
         """Every MT that reached fakesmsc, in order."""
