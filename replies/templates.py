@@ -35,6 +35,10 @@ class Templates:
             for outcome, text in outcomes.items():
                 yield service, outcome, text
 
+    def has(self, service: str, outcome: str) -> bool:
+        """Whether there is a text for (service, outcome)."""
+        return outcome in self._texts.get(service, {})
+
     def render(self, reply: Reply) -> str:
         """The text of `reply`; an unknown outcome is a bug and raises KeyError."""
         template = self._texts[reply.service][reply.outcome]

@@ -30,7 +30,8 @@ LOCAL_REDIS = "redis://127.0.0.1:6379"
 # Tables emptied between tests, children first.
 TABLES = ("dead_letters", "outbound", "inbound", "mbg.subscribers", "persons.individuals",
           "housing.queue", "vehicles.inspections", "kindergarten.queue", "accounts.citizens",
-          "otp.codes", "receipts", "otp.failures", "mbg.changes", "api.usage", "api.idempotency")
+          "otp.codes", "receipts", "otp.failures", "mbg.changes", "api.usage", "api.idempotency",
+          "suppressions")
 
 
 def _postgres_answers(url: str) -> bool:

@@ -9,6 +9,7 @@ one app of a worker process is built by its `celery -A workers.celery_app` entry
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from workers.queues import BULK, INBOUND, OUTBOUND, REPLAY, service_queue
 from workers.queues import services as _services
 from workers.replay import task as replay_task
 from workers.settings import Settings, load_settings
+from workers.suppression import Guard
 
 
 class Runtime:
@@ -78,6 +80,7 @@ class Runtime:
             sla=dt.timedelta(seconds=self.settings.sla_seconds),
             sealer=Sealer(self.settings.key()),
             senders=senders(self.settings),
+            guard=guard(self.settings, self.redis),
         )
 
     @property
@@ -167,6 +170,14 @@ def _schedule(settings: Settings, services: list[str]) -> dict[str, dict]:
         schedule["rotate-passwords"] = {"task": tasks.ROTATE,
                                         "schedule": settings.rotate_every_s}
     return schedule
+
+
+def guard(settings: Settings, client: redis.Redis | None) -> Guard:
+    """Which MOs get no reply (workers/suppression.py), counted in `client`."""
+    # The phones' digests take a key of their own, derived from the server's.
+    key = hashlib.sha256(b"govsms suppression\x00" + settings.key().encode()).digest()
+    return Guard(frozenset(settings.shortcodes), client, key, per_phone=settings.flood_limit,
+                 window_s=settings.flood_window_s, repeat_s=settings.repeat_window_s)
 
 
 def senders(settings: Settings) -> dict[str, str]:

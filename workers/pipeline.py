@@ -33,6 +33,7 @@ from services.handler import BatchHandler, Request
 from services.registry import Registry
 from workers import messages
 from workers.logs import correlation
+from workers.suppression import ANSWER, TOO_MANY, Guard
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Pipeline:
     sla: dt.timedelta
     sealer: Sealer
     senders: Mapping[str, str]  # service -> the short code its own SMS come from
+    guard: Guard  # which MOs get no reply (suppression.py)
 
 
 @dataclass(slots=True)
@@ -114,7 +116,8 @@ def _reply(p: Pipeline, row: messages.Inbound, reply: Reply) -> messages.NewRepl
 
 
 def dispatch(p: Pipeline, ids: list[int]) -> Dispatched:
-    """Parse each message: answer those that name no service, route the rest to their service."""
+    """Parse each message: answer those that name no service, route the rest to their service;
+    those the guard says get no reply are recorded as suppressed (suppression.py)."""
     out = Dispatched()
     try:
         _dispatch(p, ids, out)
@@ -127,7 +130,17 @@ def _dispatch(p: Pipeline, ids: list[int], out: Dispatched) -> None:
     with p.pool.connection() as conn, conn.transaction():
         routes: dict[int, str] = {}
         unrouted: list[messages.NewReply] = []
-        for row in messages.unfinished_inbound(conn, ids):
+        suppressed: dict[int, str] = {}
+        rows = messages.unfinished_inbound(conn, ids)
+        for row, verdict in zip(rows, p.guard.verdicts(rows), strict=True):
+            if verdict == TOO_MANY:
+                log.info("flood limit reached: told so once", extra=correlation(row.id))
+                unrouted.append(_reply(p, row, too_many(p, row.shortcode)))
+                continue
+            if verdict != ANSWER:
+                log.info("suppressed: %s", verdict, extra=correlation(row.id))
+                suppressed[row.id] = verdict
+                continue
             with budget(MESSAGE_BUDGET_S):
                 service = p.index.parse(row.shortcode, row.text).service
             log.info("routed to %s", service or "no service", extra=correlation(row.id))
@@ -139,7 +152,17 @@ def _dispatch(p: Pipeline, ids: list[int], out: Dispatched) -> None:
                 deadline = (row.received_at + p.sla).timestamp()
                 out.deadlines[service] = min(out.deadlines.get(service, deadline), deadline)
         messages.mark_dispatched(conn, routes)
+        messages.suppress(conn, suppressed)
         out.outbound += messages.add_replies(conn, unrouted)
+
+
+def too_many(p: Pipeline, shortcode: str) -> Reply:
+    """The flood limit's one reply, in the short code's language: its own service's text
+    where that service has one (8188's Vietnamese), else the common one."""
+    for service, code in p.senders.items():
+        if code == shortcode and p.templates.has(service, TOO_MANY):
+            return Reply(service, TOO_MANY)
+    return Reply(COMMON, TOO_MANY)
 
 
 class _HandlerFailed(Exception):

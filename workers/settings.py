@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     ingest_max_backlog: int = Field(30000, description="Messages waiting for their reply (to "
                                     "be answered or sent) past which the ingest refuses new "
                                     "ones whatever the rate; 0: never refuse")
+    flood_limit: int = Field(10, ge=0, description="MOs one phone gets answered per flood "
+                             "window; past them one reply says so, then none until the "
+                             "window passes; 0: no limit")
+    flood_window_s: int = Field(600, ge=1, description="The flood limit's window, in seconds")
+    repeat_window_s: int = Field(60, ge=0, description="The same text from the same phone "
+                                 "within this many seconds is answered once; 0: every time")
     task_events: bool = Field(False, description="Workers send Celery task events from the "
                               "start (Flower turns them on anyway while it watches)")
     concurrency: int = Field(2, description="Processes of the inbound worker; the service, "

@@ -94,7 +94,11 @@ class GatewayCollector(Collector):
             for task, n in metrics.dead_by_task(conn):
                 dead_letters.add_metric([task], n)
             open_dead = dead.open_dead_letters(conn)
-        yield from (inbound, replies, latency, dead_letters)
+            suppressed = CounterMetricFamily("govsms_suppressed", "MOs recorded and never "
+                                             "answered, by reason", labels=["reason"])
+            for reason, n in metrics.suppressed(conn):
+                suppressed.add_metric([reason], n)
+        yield from (inbound, replies, latency, dead_letters, suppressed)
         yield CounterMetricFamily("govsms_sla_breaches", "SMS sent after their deadline",
                                   value=breaches)
         yield CounterMetricFamily("govsms_transport_errors", "Failed send attempts",

@@ -123,10 +123,12 @@ def running_gateway(settings: Settings, folder: Path, **env: str) -> Iterator[Ga
 
 
 def gateway_settings(database_url: str, redis_url: str, data_dir: Path, secret: str) -> Settings:
-    """Settings for a gateway under test: its own port and outbox."""
+    """Settings for a gateway under test: its own port and outbox, and no flood or repeat
+    limit: a test's few phones stand in for many citizens, and a module's gateway keeps its
+    counters from test to test. The limits' own tests set them (test_suppression*.py)."""
     portal = ApiClient(secret=PORTAL_SECRET, senders=["1414", "EGOV"], manages_accounts=True,
                        links_numbers=True)
     return Settings(database_url=database_url, redis_url=redis_url, data_dir=data_dir,
                     bridge_secret=secret, secret_key=KEY, http_port=free_port(),
-                    api_clients={"portal": portal},
+                    api_clients={"portal": portal}, flood_limit=0, repeat_window_s=0,
                     transport=f"file://{data_dir / 'outbox.jsonl'}")

@@ -13,6 +13,7 @@ from services.registry import Registry, default_registry
 from tests.support.keys import KEY
 from workers import db, messages, pipeline
 from workers.settings import DEFAULT_SHORTCODES
+from workers.suppression import Guard
 
 PHONE = "+77011234567"
 
@@ -25,7 +26,8 @@ def make_pipeline(database_url: str, registry: Registry | None = None) -> pipeli
         pool=db.create_pool(database_url, statement_timeout_ms=2000),
         index=KeywordIndex.build(registry, shortcodes),
         registry=registry, templates=Templates.load(), sla=dt.timedelta(seconds=60),
-        sealer=Sealer(KEY), senders={"account_registration": "8188"})
+        sealer=Sealer(KEY), senders={"account_registration": "8188"},
+        guard=Guard(frozenset(shortcodes)))
 
 
 def receive(conn: psycopg.Connection, text: str, *, sender: str = PHONE, external_id: str = "1",

@@ -15,6 +15,15 @@ from workers.cli.common import database_url
 from workers.settings import load_settings
 
 SEALED_NOTE = "(sent: the reply carries a password or code, shown on the citizen's phone only)"
+# Why a message got no reply (workers/suppression.py), and the setting behind it.
+SUPPRESSED = {
+    "repeat": "this phone sent the same text within GOVSMS_REPEAT_WINDOW_S, answered once",
+    "flood": "this phone is past GOVSMS_FLOOD_LIMIT answered messages in its window",
+    "sender_alphanumeric": "the sender is a name, not a phone number",
+    "sender_short_code": "the sender is a short code, not a phone number",
+    "sender_own_code": "the sender is one of this gateway's short codes",
+    "sender_malformed": "the sender is not a phone number",
+}
 
 
 @click.command()
@@ -38,8 +47,12 @@ def send(sender: str, shortcode: str, wait: float | None, text: str) -> None:
         printed: set[int] = set()
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            replies = client.get(f"/v1/messages/inbound/{inbound_id}/replies",
-                                 params={"id": external_id, "smsc": "cli"}).json()["replies"]
+            answer = client.get(f"/v1/messages/inbound/{inbound_id}/replies",
+                                params={"id": external_id, "smsc": "cli"}).json()
+            if answer.get("suppressed"):
+                raise click.ClickException(f"no reply: {SUPPRESSED[answer['suppressed']]} "
+                                           f"(suppressed: {answer['suppressed']})")
+            replies = answer["replies"]
             for reply in replies:
                 if reply["state"] == "sent" and reply["id"] not in printed:
                     printed.add(reply["id"])
@@ -62,13 +75,15 @@ def _post_inbound(client: httpx.Client, sender: str, shortcode: str, text: str,
 
 @click.command()
 def status() -> None:
-    """Queue depths, workers alive, SLA compliance over the last hour, open dead letters."""
+    """Queue depths, workers alive, SLA compliance over the last hour, open dead letters,
+    MOs suppressed over the last hour by reason."""
     import psycopg
     import redis
 
     from workers import messages
     from workers import status as ops
     from workers.app import create_app
+    from workers.messages import metrics
     from workers.queues import all_queues
 
     settings = load_settings()
@@ -80,6 +95,7 @@ def status() -> None:
         with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
             sent, in_time, overdue = messages.sla(conn, now - dt.timedelta(hours=1), now)
             dead = messages.open_dead_letters(conn)
+            suppressed = metrics.suppressed(conn, now - dt.timedelta(hours=1))
         client.ping()
     except (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -94,6 +110,9 @@ def status() -> None:
     click.echo(f"SLA, last hour: {share} of {sent} sent within their deadline; "
                f"{overdue} queued past it")
     click.echo(f"dead letters not replayed: {dead}")
+    reasons = ", ".join(f"{reason} {n}" for reason, n in suppressed)
+    click.echo(f"suppressed, last hour: {sum(n for _, n in suppressed)}"
+               + (f" ({reasons})" if reasons else ""))
 
 
 @click.group("dead-letters")

@@ -189,11 +189,13 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
                         ) -> dict:
         """The reply parts of an inbound message and their states, for the bridge that handed
         it over: `?id=` its own message id and `&smsc=` the link (as it posted them), so our
-        sequential ids alone do not open anyone's replies."""
+        sequential ids alone do not open anyone's replies. `suppressed`: why it gets none,
+        if the gateway left it unanswered (workers/suppression.py)."""
         with request.app.state.ingest.pool.connection() as conn:
             found = messages.replies_to(conn, inbound_id, source=smsc, external_id=id)
+            suppressed = messages.suppressed_reason(conn, inbound_id) if found == [] else None
         if found is None:
             raise HTTPException(404, "no such message from this id and link")
-        return {"replies": found}
+        return {"replies": found, "suppressed": suppressed}
 
     return app

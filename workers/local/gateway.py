@@ -85,7 +85,7 @@ def child_env(settings: Settings, *, carry_secrets: bool = False,
               base: Mapping[str, str] | None = None,
               extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The gateway's processes' environment: `base` (this one's) with where the servers, the
-    data dir, the transport and the ingest are, as `settings` has them.
+    data dir, the transport and the ingest are, and the flood limits, as `settings` has them.
 
     With `carry_secrets`, the bridge secret, the server's key and the API clients too: for
     settings built in code. `govsms run` leaves them out, so its children read the data dir's
@@ -95,7 +95,10 @@ def child_env(settings: Settings, *, carry_secrets: bool = False,
            "GOVSMS_REDIS_URL": settings.redis_url or "",
            "GOVSMS_DATABASE_URL": settings.database_url or "",
            "GOVSMS_DATA_DIR": str(settings.data_dir), "GOVSMS_TRANSPORT": settings.transport_url,
-           "GOVSMS_HTTP_HOST": settings.http_host, "GOVSMS_HTTP_PORT": str(settings.http_port)}
+           "GOVSMS_HTTP_HOST": settings.http_host, "GOVSMS_HTTP_PORT": str(settings.http_port),
+           "GOVSMS_FLOOD_LIMIT": str(settings.flood_limit),
+           "GOVSMS_FLOOD_WINDOW_S": str(settings.flood_window_s),
+           "GOVSMS_REPEAT_WINDOW_S": str(settings.repeat_window_s)}
     if settings.smpp_receiver:
         env["GOVSMS_SMPP_RECEIVER"] = settings.smpp_receiver
     else:

@@ -1,6 +1,7 @@
 """The message store, one module per entity with its SQL beside the function that runs it.
 
-    inbound.py      recording an MO once, the unfinished ones, where each was routed
+    inbound.py      recording an MO once, the unfinished ones, where each was routed, those
+                    suppressed (never answered) and why
     outbound.py     SMS parts: queued, claimed, sent, failed; receipts; replies listed
     dead.py         dead letters: recorded, listed, replayed, described
     reports.py      what the reconciler sends again, backlog, fees, SLA, the export, bench figures
@@ -27,6 +28,8 @@ from workers.messages.inbound import (
     mark_dispatched,
     record_inbound,
     record_inbound_many,
+    suppress,
+    suppressed_reason,
     unfinished_inbound,
 )
 from workers.messages.outbound import (
@@ -56,5 +59,5 @@ __all__ = [
     "claim_many", "dead_letters", "describe", "fees", "mark_dispatched",
     "mark_failed", "mark_sent", "open_dead_letters", "received_between", "record_deliveries",
     "record_inbound", "record_inbound_many", "record_receipt", "release", "replay_dead_letter",
-    "replies", "replies_to", "sla", "stale", "unclaim", "unfinished_inbound", "waiting",
+    "replies", "replies_to", "sla", "stale", "suppress", "suppressed_reason", "unclaim", "unfinished_inbound", "waiting",
 ]

@@ -1,4 +1,5 @@
-"""Inbound messages: recording each once, the unfinished ones, where each was routed."""
+"""Inbound messages: recording each once, the unfinished ones, where each was routed, those
+never to be answered (suppressed) and why."""
 
 from __future__ import annotations
 
@@ -99,3 +100,30 @@ WHERE inbound.id = route.id AND inbound.state = 'received'
 def mark_dispatched(conn: psycopg.Connection, routes: dict[int, str]) -> None:
     """Record which service each inbound message was routed to."""
     conn.execute(_MARK_DISPATCHED, (list(routes), list(routes.values())))
+
+
+_SUPPRESS = """
+WITH marked AS (
+    UPDATE inbound SET state = 'suppressed'
+    FROM unnest(%s::bigint[], %s::text[]) AS s(id, reason)
+    WHERE inbound.id = s.id AND inbound.state IN ('received', 'dispatched')
+    RETURNING inbound.id, s.reason
+)
+INSERT INTO suppressions (inbound_id, reason) SELECT id, reason FROM marked
+ON CONFLICT (inbound_id) DO NOTHING
+"""
+
+
+def suppress(conn: psycopg.Connection, reasons: dict[int, str]) -> None:
+    """Record that these messages get no reply, each with its reason (one statement)."""
+    if reasons:
+        conn.execute(_SUPPRESS, (list(reasons), list(reasons.values())))
+
+
+_SUPPRESSED = "SELECT reason FROM suppressions WHERE inbound_id = %s"
+
+
+def suppressed_reason(conn: psycopg.Connection, inbound_id: int) -> str | None:
+    """Why the message gets no reply, if it was suppressed."""
+    row = conn.execute(_SUPPRESSED, (inbound_id,)).fetchone()
+    return row[0] if row else None

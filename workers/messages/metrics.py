@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import psycopg
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -30,6 +32,10 @@ SELECT count(*) FILTER (WHERE state = 'sent' AND sent_at > deadline),
 FROM outbound
 """
 _DEAD = "SELECT task, count(*) FROM dead_letters GROUP BY task"
+_SUPPRESSED = "SELECT reason, count(*) FROM suppressions GROUP BY reason"
+_SUPPRESSED_SINCE = """
+SELECT reason, count(*) FROM suppressions WHERE created_at >= %s GROUP BY reason ORDER BY 2 DESC
+"""
 
 
 def routed(conn: psycopg.Connection) -> list[tuple[str, str, int]]:
@@ -57,3 +63,10 @@ def delivery(conn: psycopg.Connection) -> tuple[int, int]:
 def dead_by_task(conn: psycopg.Connection) -> list[tuple[str, int]]:
     """Dead letters by the task that gave up: (task, count)."""
     return conn.execute(_DEAD).fetchall()
+
+
+def suppressed(conn: psycopg.Connection, since: dt.datetime | None = None) -> list[tuple[str, int]]:
+    """MOs recorded and never answered, by reason: (reason, count), all or `since` then."""
+    if since is None:
+        return conn.execute(_SUPPRESSED).fetchall()
+    return conn.execute(_SUPPRESSED_SINCE, (since,)).fetchall()

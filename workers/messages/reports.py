@@ -123,13 +123,13 @@ FROM inbound i LEFT JOIN outbound o ON o.inbound_id = i.id
 WHERE i.source = %s GROUP BY i.id ORDER BY i.id
 """
 _UNANSWERED = """
-SELECT count(*) FROM inbound i WHERE i.source LIKE %s AND NOT EXISTS (
+SELECT count(*) FROM inbound i WHERE i.source LIKE %s AND i.state <> 'suppressed' AND NOT EXISTS (
     SELECT 1 FROM outbound o WHERE o.inbound_id = i.id AND o.state IN ('sent', 'failed'))
 """
 _INTEGRITY = """
 SELECT count(*) AS inbound,
        count(*) FILTER (WHERE r.sent_rows > 0) AS answered,
-       count(*) FILTER (WHERE r.sent_rows = 0) AS missing,
+       count(*) FILTER (WHERE r.sent_rows = 0 AND i.state <> 'suppressed') AS missing,
        count(*) FILTER (WHERE r.sent_rows > r.parts) AS duplicated,
        count(*) FILTER (WHERE r.failed_rows > 0) AS failed,
        count(*) FILTER (WHERE r.resent_rows > 0) AS resent
@@ -164,15 +164,17 @@ def timings(conn: psycopg.Connection, source: str) -> list[tuple]:
 
 
 def unanswered(conn: psycopg.Connection, source_like: str) -> int:
-    """Inbound messages whose source is LIKE `source_like` with no part sent or failed."""
+    """Inbound messages whose source is LIKE `source_like` with no part sent or failed, and
+    not suppressed (those get none, by design)."""
     return conn.execute(_UNANSWERED, (source_like,)).fetchone()[0]  # type: ignore[index]
 
 
 def integrity(conn: psycopg.Connection,
               source_like: str) -> tuple[int, int, int, int, int, int]:
-    """Of the inbound messages LIKE `source_like`: (all, answered, missing a reply,
-    more parts sent than the reply has, with a failed part, with a part handed to the
-    transport more than once: tried again after a failure, or flagged a possible duplicate)."""
+    """Of the inbound messages LIKE `source_like`: (all, answered, missing a reply (neither
+    answered nor suppressed), more parts sent than the reply has, with a failed part, with a
+    part handed to the transport more than once: tried again after a failure, or flagged a
+    possible duplicate)."""
     return conn.execute(_INTEGRITY, (source_like,)).fetchone()  # type: ignore[return-value]
 
 

@@ -162,6 +162,9 @@ def _send(p: pipeline.Pipeline, run_id: int, items: Sequence[Item], final: bool)
             if row["outcome"] is not None:
                 results.append(Result(item_id, "done", row["service"], row["outcome"],
                                       row["reply"], row["sealed"], inbound_id))
+            elif row["state"] == "suppressed":  # a sender or a flood the guard left unanswered
+                results.append(Result(item_id, "done", row["service"], "suppressed",
+                                      inbound_id=inbound_id))
             elif row["state"] == "dead":
                 results.append(Result(item_id, "failed", row["service"], inbound_id=inbound_id,
                                       error="dead letter (govsms dead-letters list)"))

@@ -22,7 +22,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -76,9 +76,14 @@ class Smsc:
     """An SMSC on 127.0.0.1:`port`: what it got in `submits`, who bound in `binds`."""
 
     def __init__(self, *, throttle_tps: float | None = None,
-                 receipts: Literal["before", "after"] | None = None) -> None:
+                 receipts: Literal["before", "after"] | None = None,
+                 auto_reply: Callable[[Submit], str | None] | None = None) -> None:
         self.port = free_port()
         self.throttle_tps = throttle_tps
+        # An auto-responder on the phones' side: for each message taken, the text the phone
+        # answers with (an MO back to the sender, pushed to the first receiver), or None.
+        self.auto_reply = auto_reply
+        self.auto_replies: list[tuple[float, str, int]] = []  # (when, phone, resp status)
         # A DELIVRD receipt for each message taken, pushed to the first receiver before
         # or after the submit_sm_resp; None: no receipts (an SMSC that never sends one).
         self.receipts = receipts
@@ -148,13 +153,28 @@ class Smsc:
             event.source_addr_npi, event.destination_addr, event.dest_addr_ton,
             event.dest_addr_npi, event.esm_class, event.data_coding, event.registered_delivery,
             bytes(event.short_message), status, message_id))
+        if message_id and self.auto_reply is not None:
+            self._spawn(self._auto_reply(self.submits[-1]))
         delay = self.answer_after.popleft() if self.answer_after else 0.0
         if delay or (message_id and self.receipts):
-            task = self._loop.create_task(self._answer_later(event, status, message_id, delay))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._answer_later(event, status, message_id, delay))
         else:   # at once, in this turn of the loop: the common case stays as fast as it can
             self._answer(event, status, message_id)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _auto_reply(self, submit: Submit) -> None:
+        text = self.auto_reply(submit) if self.auto_reply is not None else None
+        if text is None or not self.receivers():
+            return
+        await asyncio.sleep(0.05)  # a phone's auto-responder is not instant
+        response = await self.receivers()[0].deliver_sm(
+            submit.source_addr, encoding.encode_gsm7(text), source_addr=submit.destination_addr,
+            source_addr_ton=1, data_coding=0)
+        self.auto_replies.append((time.time(), submit.destination_addr, response.command_status))
 
     def _answer(self, event: Any, status: int, message_id: str) -> None:
         if message_id:

@@ -72,6 +72,9 @@ def test_run_starts_everything_embedded_stops_cleanly_and_keeps_data(data_dir):
         assert started["database_url"].startswith("postgresql://govsms:")
         reply = first.send("hello")
         assert (reply.returncode, reply.stdout.strip()) == (0, NOT_FOUND)
+        # The same text again within a minute is answered once: the command says why not.
+        again = first.send("hello")
+        assert again.returncode == 1 and "(suppressed: repeat)" in again.stderr
         # A reply with a password is sealed: the command says it was sent, not what it says.
         registered = first.send("TK,Nguyen Van An,123456789,01.02.1990", to="8188")
         assert (registered.returncode, registered.stdout.strip()) == (0, SEALED_NOTE)
@@ -81,7 +84,7 @@ def test_run_starts_everything_embedded_stops_cleanly_and_keeps_data(data_dir):
         assert "MK: " not in json.dumps(sent)
         assert any("MK: " in sealer.unseal(s["text"]) for s in sent if s["sealed"])
         # No reply in time: exit 1.
-        silent = first.send("hello", wait=0.01)
+        silent = first.send("hi", wait=0.01)
         assert silent.returncode == 1 and "no reply" in silent.stderr
     finally:
         assert first.stop() == 0
@@ -97,7 +100,7 @@ def test_run_starts_everything_embedded_stops_cleanly_and_keeps_data(data_dir):
         assert second.stop() == 0
     sent = [json.loads(line) for line in (data_dir / "outbox.jsonl").read_text().splitlines()]
     # The ids go on from the first run: the message store survived the restart.
-    assert [s["inbound_id"] for s in sent if s["text"] == NOT_FOUND] == [1, 3, 4]
+    assert [s["inbound_id"] for s in sent if s["text"] == NOT_FOUND] == [1, 4, 5]
 
 
 def test_run_with_configured_servers_starts_none(data_dir, database_url, redis_url):

@@ -1,0 +1,97 @@
+"""No reply loops, no floods, no replies to what is not a person: the gateway against an
+SMSC whose phones answer every SMS with another MO (an auto-responder), end to end over
+SMPP with real workers, the limits as a deployment sets them."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from replies import encoding
+from tests.support.gateway import Gateway, gateway_settings, wait_for
+from tests.support.keys import SECRET
+from tests.support.peers.smsc import Smsc, Submit, running_smsc
+from tests.support.servers import claimed_redis_db
+
+pytestmark = pytest.mark.e2e
+
+LIMIT = 3
+SAME, COUNTING, CITIZEN = "77010000101", "77010000102", "77011234567"
+TOO_MANY = "Slishkom mnogo zaprosov s Vashego nomera. Otvety priostanovleny, povtorite pozzhe."
+_notes = itertools.count(1)
+
+
+def auto_responder(submit: Submit) -> str | None:
+    """Two bots: one answers every SMS with the same text, one with a new text each time."""
+    if submit.destination_addr == SAME:
+        return "I am out of office until Monday."
+    if submit.destination_addr == COUNTING:
+        return f"Auto reply, note {'abcdefghijklmnopqrstuvwxyz'[next(_notes) % 26]}."
+    return None
+
+
+@pytest.fixture
+def smsc() -> Iterator[Smsc]:
+    yield from running_smsc(auto_reply=auto_responder)
+
+
+@pytest.fixture
+def gateway(smsc: Smsc, database_url: str, redis_server: str, tmp_path, conn) -> Iterator[Gateway]:
+    with claimed_redis_db(redis_server) as redis_url:
+        settings = gateway_settings(database_url, redis_url, tmp_path, SECRET).model_copy(update={
+            "transport": f"smpp://govsms-tx:pw@127.0.0.1:{smsc.port}?mode=transmitter&tps=50",
+            "smpp_receiver": f"smpp://govsms-rx:pw@127.0.0.1:{smsc.port}?mode=transceiver",
+            "flood_limit": LIMIT, "flood_window_s": 600, "repeat_window_s": 60})
+        gw = Gateway(settings, tmp_path)
+        try:
+            yield gw.start()
+        finally:
+            gw.stop()
+
+
+def to(smsc: Smsc, phone: str) -> list[Submit]:
+    return [s for s in smsc.submits if s.destination_addr == phone and s.status == 0]
+
+
+def reasons(conn: psycopg.Connection, sender: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT s.reason FROM suppressions s JOIN inbound i ON i.id = s.inbound_id "
+        "WHERE i.sender = %s ORDER BY i.id", (sender,))]
+
+
+def test_auto_responders_stop_getting_replies_within_the_limit(smsc, gateway, conn):
+    for phone in (SAME, COUNTING):
+        assert smsc.deliver(phone, "1414", encoding.encode_gsm7("hello"), source_addr_ton=1,
+                            data_coding=0) == 0
+    # An operator's sender id writes to the short code: recorded, never answered.
+    assert smsc.deliver("BEELINE", "1414", encoding.encode_gsm7("Balans: 100 tg"),
+                        source_addr_ton=5, data_coding=0) == 0
+    # The counting bot: LIMIT replies, then the one saying so, then silence.
+    wait_for(lambda: len(to(smsc, COUNTING)) >= LIMIT + 1, 40, "the counting bot's replies")
+    wait_for(lambda: "flood" in reasons(conn, "+" + COUNTING), 20, "its next MO suppressed")
+    # The same-text bot: its text answered once, then each repeat suppressed.
+    wait_for(lambda: "repeat" in reasons(conn, "+" + SAME), 20, "the repeat suppressed")
+    time.sleep(3)  # a loop would go on meanwhile
+    counting, same = to(smsc, COUNTING), to(smsc, SAME)
+    print(f"\n[loops] counting bot: {len(counting)} replies, then "
+          f"{len(reasons(conn, '+' + COUNTING))} MOs suppressed; same-text bot: {len(same)} "
+          f"replies; bot MOs pushed: {len(smsc.auto_replies)}")
+    assert len(counting) == LIMIT + 1 and counting[-1].text == TOO_MANY
+    assert len(same) == 2  # "hello", then its text once
+    assert to(smsc, "BEELINE") == [] and reasons(conn, "BEELINE") == ["sender_alphanumeric"]
+    # Every MO ended as one reply or one recorded suppression.
+    open_, = conn.execute("SELECT count(*) FROM inbound WHERE state NOT IN "
+                          "('answered', 'suppressed')").fetchone()
+    assert open_ == 0
+
+
+def test_a_citizen_with_three_queries_in_a_minute_gets_three_replies(smsc, gateway, conn):
+    for text in ("hello", "4", "5 123"):
+        assert smsc.deliver(CITIZEN, "1414", encoding.encode_gsm7(text), source_addr_ton=1,
+                            data_coding=0) == 0
+    wait_for(lambda: len(to(smsc, CITIZEN)) == 3, 30, "three replies")
+    assert reasons(conn, "+" + CITIZEN) == []
