@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import setup_logging
 from celery.utils.serialization import strtobool
 from celery.worker import control as worker_control
@@ -132,7 +133,7 @@ def create_app(settings: Settings, *, broker_timeout_s: float = 5.0) -> Celery:
         task_queues=[_queue(INBOUND), _queue(OUTBOUND), _queue(BULK), _queue(REPLAY),
                      *(_queue(service_queue(s)) for s in services)],
         task_routes={tasks.DISPATCH: {"queue": INBOUND}, tasks.DELIVER: {"queue": OUTBOUND},
-                     tasks.RECONCILE: {"queue": INBOUND},
+                     tasks.RECONCILE: {"queue": INBOUND}, tasks.PURGE: {"queue": REPLAY},
                      tasks.ROTATE: {"queue": service_queue(account_registration.NAME)}},
         worker_prefetch_multiplier=4,
         # Task events for Flower; tasks carry ids only, so it never shows personal data.
@@ -169,6 +170,8 @@ def _schedule(settings: Settings, services: list[str]) -> dict[str, dict]:
     if account_registration.NAME in services:
         schedule["rotate-passwords"] = {"task": tasks.ROTATE,
                                         "schedule": settings.rotate_every_s}
+    if settings.retention_days > 0:  # at night in Kazakhstan and Vietnam
+        schedule["purge"] = {"task": tasks.PURGE, "schedule": crontab(minute=0, hour=21)}
     return schedule
 
 

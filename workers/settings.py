@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     flood_window_s: int = Field(600, ge=1, description="The flood limit's window, in seconds")
     repeat_window_s: int = Field(60, ge=0, description="The same text from the same phone "
                                  "within this many seconds is answered once; 0: every time")
+    retention_days: int = Field(90, ge=0, description="Days a message keeps its text and "
+                                "phone number (then masked and digested, counts kept); beat "
+                                "purges every night at 21:00 UTC; 0: kept for ever")
     task_events: bool = Field(False, description="Workers send Celery task events from the "
                               "start (Flower turns them on anyway while it watches)")
     concurrency: int = Field(2, description="Processes of the inbound worker; the service, "

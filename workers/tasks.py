@@ -12,8 +12,8 @@ from typing import Any
 from celery import Celery, Task
 
 from services.errors import StoreUnavailable
-from workers import messages, pipeline
-from workers.queues import BULK, INBOUND, OUTBOUND
+from workers import messages, pipeline, retention
+from workers.queues import BULK, INBOUND, OUTBOUND, REPLAY
 from workers.status import count_retry, count_sent
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,10 @@ ANSWER = "govsms.answer"
 DELIVER = "govsms.deliver"
 RECONCILE = "govsms.reconcile"
 ROTATE = "govsms.rotate_passwords"
+PURGE = "govsms.purge"
+# A purge task starts no batch after this long, and sends itself again while more is due:
+# no task outlives the visibility timeout.
+PURGE_BUDGET_S = 5.0
 
 # Store retries stop this long before the deadline, so "unavailable" still goes out in time.
 REPLY_RESERVE_S = 10.0
@@ -155,7 +159,7 @@ def publish(app: Celery, task: str, args: list, *, queue: str, countdown: float 
         return True
     except Exception as error:  # noqa: BLE001 - kombu and redis raise unrelated types
         log.warning("%s for %s recorded but not enqueued (%s): the reconciler takes it",
-                    task, args[-1], type(error).__name__)
+                    task, args[-1] if args else "(nothing)", type(error).__name__)
         return False
 
 
@@ -227,6 +231,20 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         """Reissue 8188 passwords left unchanged for 3 days, and send the reminders."""
         send_outbound(pipeline.rotate_passwords(self.app.govsms.pipeline,
                                                 dt.datetime.now(dt.UTC)))
+
+    @app.task(name=PURGE, shared=False, bind=True, ignore_result=True)
+    def purge(self: Task) -> None:
+        """Remove the personal data of messages older than GOVSMS_RETENTION_DAYS."""
+        runtime = self.app.govsms
+        days = runtime.settings.retention_days
+        if days <= 0:
+            return
+        before = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+        with runtime.pipeline.pool.connection() as conn:
+            done = retention.purge(conn, retention.digest_key(runtime.settings.key()), before,
+                                   client=runtime.redis, budget_s=PURGE_BUDGET_S)
+        if done.more:
+            publish(app, PURGE, [], queue=REPLAY)
 
     @app.task(name=RECONCILE, shared=False, bind=True, ignore_result=True)
     def reconcile(self: Task) -> None:

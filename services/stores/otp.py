@@ -76,3 +76,19 @@ def failures(conn: psycopg.Connection, phone: str, since: dt.datetime) -> int:
 def record_failure(conn: psycopg.Connection, phone: str, at: dt.datetime) -> None:
     """Count a failed check against `phone`."""
     conn.execute(_FAILED, (phone, at))
+
+
+_PURGE_CODES = """
+DELETE FROM otp.codes WHERE id IN (
+    SELECT id FROM otp.codes WHERE created_at < %s ORDER BY id LIMIT %s)
+"""
+_PURGE_FAILURES = """
+DELETE FROM otp.failures WHERE ctid IN (
+    SELECT ctid FROM otp.failures WHERE at < %s LIMIT %s)
+"""
+
+
+def purge(conn: psycopg.Connection, before: dt.datetime, limit: int) -> int:
+    """Delete up to `limit` codes made, and failed checks, before `before`; how many."""
+    codes = conn.execute(_PURGE_CODES, (before, limit)).rowcount
+    return codes + conn.execute(_PURGE_FAILURES, (before, limit)).rowcount

@@ -3,14 +3,14 @@
 server.py starts the processes (run, ingest, smpp-ingest, flower); db.py fills the
 database; messages.py sends and inspects messages (send, status, dead-letters, report,
 accounts); parse.py shows what the parser makes of a text; replay.py exports message
-logs and replays them. Shared helpers sit in common.py, which imports none of them.
+logs and replays them; purge.py removes personal data past retention. Shared helpers sit in common.py, which imports none of them.
 """
 
 from __future__ import annotations
 
 import click
 
-from workers.cli import db, messages, parse, replay, server
+from workers.cli import db, messages, parse, purge, replay, server
 
 
 @click.group()
@@ -20,5 +20,6 @@ def main() -> None:
 
 for command in (server.run, server.ingest, server.smpp_ingest, server.flower, db.db,
                 messages.send, messages.status, messages.dead_letters, messages.report,
-                messages.accounts_group, parse.parse, replay.export, replay.replay):
+                messages.accounts_group, parse.parse, replay.export, replay.replay,
+                purge.purge):
     main.add_command(command)

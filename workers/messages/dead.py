@@ -55,13 +55,16 @@ def dead_letters(conn: psycopg.Connection, *, include_replayed: bool = False,
                                            "id": dead_letter_id}).fetchall()
 
 
+# A purged message (past retention: no text, a masked number) is never sent again.
 _REQUEUE_OUTBOUND = """
-UPDATE outbound SET state = 'queued', error = NULL WHERE id = %s AND state = 'failed' RETURNING id
+UPDATE outbound SET state = 'queued', error = NULL
+WHERE id = %s AND state = 'failed' AND purged_at IS NULL RETURNING id
 """
 # A replayed inbound message is a new message (its own reply), once per dead letter.
 _REPLAY_INBOUND = """
 INSERT INTO inbound (source, external_id, sender, shortcode, text)
-SELECT 'replay', 'dead-letter:' || %(dead)s, sender, shortcode, text FROM inbound WHERE id = %(id)s
+SELECT 'replay', 'dead-letter:' || %(dead)s, sender, shortcode, text FROM inbound
+WHERE id = %(id)s AND purged_at IS NULL
 ON CONFLICT (source, external_id) DO NOTHING
 RETURNING id
 """
@@ -85,15 +88,16 @@ def replay_dead_letter(conn: psycopg.Connection, letter: DeadLetter) -> tuple[st
 
 
 _DESCRIBE = {
-    "inbound": "SELECT sender, shortcode, text, received_at, service, state FROM inbound "
-               "WHERE id = %s",
-    "outbound": "SELECT sender, recipient, CASE WHEN sealed THEN '(sealed)' ELSE text END AS text,"
+    "inbound": "SELECT sender, shortcode, CASE WHEN purged_at IS NOT NULL THEN '(purged)' "
+               "ELSE text END AS text, received_at, service, state FROM inbound WHERE id = %s",
+    "outbound": "SELECT sender, recipient, CASE WHEN purged_at IS NOT NULL THEN '(purged)' "
+                "WHEN sealed THEN '(sealed)' ELSE text END AS text,"
                 " state, attempts, error FROM outbound WHERE id = %s",
 }
 
 
 def describe(conn: psycopg.Connection, table: str, message_id: int) -> dict:
-    """A message's fields for an operator (a sealed text stays hidden)."""
+    """A message's fields for an operator (a sealed text stays hidden, a purged one says so)."""
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return cur.execute(_DESCRIBE[table], (message_id,)).fetchone() or {}
 

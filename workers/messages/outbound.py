@@ -254,8 +254,8 @@ def replies(conn: psycopg.Connection, inbound_id: int) -> list[dict]:
 
 
 _REPLIES_TO = """
-SELECT o.id, o.part, CASE WHEN o.sealed THEN NULL ELSE o.text END AS text, o.sealed, o.state,
-       o.sent_at
+SELECT o.id, o.part, CASE WHEN o.sealed OR o.purged_at IS NOT NULL THEN NULL ELSE o.text END
+       AS text, o.sealed, o.state, o.sent_at
 FROM inbound i LEFT JOIN outbound o ON o.inbound_id = i.id
 WHERE i.id = %(id)s AND i.source = %(source)s AND i.external_id = %(external_id)s
 ORDER BY o.part

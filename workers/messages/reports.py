@@ -96,6 +96,7 @@ SELECT i.received_at, i.sender, i.shortcode, i.text, i.external_id, i.source, i.
        r.reply, r.outcome, r.sealed
 FROM inbound i {REPLY_OF}
 WHERE i.received_at >= %s AND i.received_at < %s AND i.source NOT LIKE 'replay:%%'
+  AND i.purged_at IS NULL
 ORDER BY i.received_at, i.id
 """
 
@@ -103,7 +104,8 @@ ORDER BY i.received_at, i.id
 def received_between(conn: psycopg.Connection, since: dt.datetime,
                      until: dt.datetime) -> Iterator[dict[str, Any]]:
     """Inbound messages received in [since, until) with their replies (a sealed one as null),
-    read in chunks; those batch replay sent (source `replay:<run>`) are left out."""
+    read in chunks; those batch replay sent (source `replay:<run>`), and those purged past
+    retention, are left out."""
     with conn.transaction(), conn.cursor(name="replay_export", row_factory=dict_row) as cur:
         cur.itersize = 1000
         cur.execute(_RECEIVED_BETWEEN, (since, until))

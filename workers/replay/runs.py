@@ -187,3 +187,16 @@ def claim_key(conn: psycopg.Connection, key: str, run_id: int) -> tuple[int, int
 def sent_as(conn: psycopg.Connection, key: str, inbound_id: int) -> None:
     """The key was sent as the inbound message `inbound_id`."""
     conn.execute(_SENT_AS, (inbound_id, key))
+
+
+_PURGE_ITEMS = """
+DELETE FROM replay.items WHERE id IN (
+    SELECT i.id FROM replay.items i JOIN replay.runs r ON r.id = i.run_id
+    WHERE r.created_at < %s ORDER BY i.id LIMIT %s)
+"""
+
+
+def purge_items(conn: psycopg.Connection, before: dt.datetime, limit: int) -> int:
+    """Delete up to `limit` items (numbers, texts, replies) of runs started before `before`;
+    the runs keep their counts. How many."""
+    return conn.execute(_PURGE_ITEMS, (before, limit)).rowcount
