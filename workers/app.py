@@ -9,7 +9,6 @@ one app of a worker process is built by its `celery -A workers.celery_app` entry
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from kombu import Exchange, Queue
 
 from parsers import KeywordIndex
 from replies.masking import redact_secrets
-from replies.sealing import Sealer
+from replies.sealing import Sealer, derive
 from replies.templates import Templates
 from replies.transports import Transport, from_url
 from services import account_registration
@@ -177,9 +176,8 @@ def _schedule(settings: Settings, services: list[str]) -> dict[str, dict]:
 
 def guard(settings: Settings, client: redis.Redis | None) -> Guard:
     """Which MOs get no reply (workers/suppression.py), counted in `client`."""
-    # The phones' digests take a key of their own, derived from the server's.
-    key = hashlib.sha256(b"govsms suppression\x00" + settings.key().encode()).digest()
-    return Guard(frozenset(settings.shortcodes), client, key, per_phone=settings.flood_limit,
+    return Guard(frozenset(settings.shortcodes), client, derive(settings.key(), "govsms/flood"),
+                 per_phone=settings.flood_limit,
                  window_s=settings.flood_window_s, repeat_s=settings.repeat_window_s)
 
 

@@ -31,6 +31,7 @@ import psycopg
 import redis
 
 from replies.masking import mask_digits
+from replies.sealing import derive
 from services.stores import otp
 from workers.messages import purge as store
 from workers.replay import runs
@@ -62,7 +63,7 @@ class Purged:
 
 def digest_key(secret: str) -> bytes:
     """The key of the phones' digests, derived from the server's own."""
-    return hashlib.sha256(b"govsms retention\x00" + secret.encode()).digest()
+    return derive(secret, "govsms/retention")
 
 
 def masker(key: bytes) -> store.Masked:

@@ -7,19 +7,25 @@ counters the tasks keep in Redis.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
+import psycopg
 import redis
 from celery import Celery
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from psycopg_pool import ConnectionPool
 
+from services.stores import clients
 from workers.messages import dead, metrics
 from workers.messages.metrics import LATENCY_BUCKETS
+from workers.settings import Settings
 
 RETRIES_KEY = "govsms:metrics:retries"
+REFUSED_KEY = "govsms:metrics:refused"  # field "client:reason": requests the client API refused
 SENT_KEY = "govsms:metrics:sent:{}"  # SMS parts sent in that second (Unix time), kept 2 min
 DRAIN_WINDOW_S = 5  # the drain rate is that of the last full seconds of this many
 NO_GATEWAY = ("no gateway to ask: start `govsms run` (it writes {data_dir}/runtime.json) or "
@@ -30,6 +36,14 @@ def count_retry(client: redis.Redis, kind: str) -> None:
     """One more retry of `kind` (store, send); best effort, never fails the caller."""
     try:
         client.hincrby(RETRIES_KEY, kind, 1)
+    except redis.RedisError:
+        pass
+
+
+def count_refusal(client: redis.Redis, api_client: str, reason: str) -> None:
+    """One more request of `api_client` refused for `reason`; best effort."""
+    try:
+        client.hincrby(REFUSED_KEY, f"{api_client}:{reason}", 1)
     except redis.RedisError:
         pass
 
@@ -52,6 +66,59 @@ def drain_rate(client: redis.Redis, now: float | None = None) -> float:
     return sum(int(v) for v in client.mget(keys) if v is not None) / DRAIN_WINDOW_S
 
 
+# SMS pumping, seen: a client whose last hour holds VOLUME_JUMP times its usual hour (its
+# parts a day over the USUAL_DAYS before today, spread over their hours; never less than
+# VOLUME_FLOOR, so a quiet client's first campaign is not taken for one) raises an alert.
+VOLUME_JUMP = 10.0
+VOLUME_FLOOR = 50.0
+USUAL_DAYS = 7
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFigures:
+    """What an operator sees of one API client: its day against its quota, what the API
+    refused it, and its last hour against its usual one."""
+
+    name: str
+    messages_today: int
+    parts_today: int
+    max_messages: int
+    max_parts: int
+    refused: dict[str, int]
+    last_hour: int
+    usual_hour: float
+
+    @property
+    def volume_ratio(self) -> float:
+        return self.last_hour / max(self.usual_hour, VOLUME_FLOOR)
+
+    @property
+    def volume_jump(self) -> bool:
+        return self.volume_ratio >= VOLUME_JUMP
+
+
+def client_figures(conn: psycopg.Connection, client: redis.Redis, settings: Settings,
+                   now: dt.datetime) -> list[ClientFigures]:
+    """Every configured API client's figures (ClientFigures), by name."""
+    usage = clients.usage(conn, now.astimezone(dt.UTC).date(), USUAL_DAYS)
+    hour = metrics.client_parts(conn, now - dt.timedelta(hours=1))
+    refused: dict[str, dict[str, int]] = {}
+    for field, n in client.hgetall(REFUSED_KEY).items():
+        name, _, reason = field.decode().partition(":")
+        refused.setdefault(name, {})[reason] = int(n)
+    figures = []
+    for name, entry in sorted(settings.api_clients.items()):
+        messages, parts, before = usage.get(name, (0, 0, 0))
+        figures.append(ClientFigures(
+            name, messages, parts,
+            entry.messages_per_day if entry.messages_per_day is not None
+            else settings.api_messages_per_day,
+            entry.parts_per_day if entry.parts_per_day is not None
+            else settings.api_parts_per_day,
+            refused.get(name, {}), hour.get(name, 0), before / (USUAL_DAYS * 24)))
+    return figures
+
+
 def queue_depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:
     """Messages waiting in each queue."""
     pipe = client.pipeline()
@@ -69,8 +136,10 @@ def workers_alive(celery: Celery, timeout_s: float = 1.0) -> list[str]:
 class GatewayCollector(Collector):
     """Prometheus metrics computed at scrape time from PostgreSQL and Redis."""
 
-    def __init__(self, pool: ConnectionPool, client: redis.Redis, queues: Sequence[str]) -> None:
+    def __init__(self, pool: ConnectionPool, client: redis.Redis, queues: Sequence[str],
+                 settings: Settings | None = None) -> None:
         self._pool, self._redis, self._queues = pool, client, queues
+        self._settings = settings
 
     def collect(self) -> Iterator:
         """Every series, read fresh."""
@@ -98,7 +167,10 @@ class GatewayCollector(Collector):
                                              "answered, by reason", labels=["reason"])
             for reason, n in metrics.suppressed(conn):
                 suppressed.add_metric([reason], n)
+            api = ([] if self._settings is None else
+                   client_figures(conn, self._redis, self._settings, dt.datetime.now(dt.UTC)))
         yield from (inbound, replies, latency, dead_letters, suppressed)
+        yield from _client_series(api)
         yield CounterMetricFamily("govsms_sla_breaches", "SMS sent after their deadline",
                                   value=breaches)
         yield CounterMetricFamily("govsms_transport_errors", "Failed send attempts",
@@ -114,3 +186,30 @@ class GatewayCollector(Collector):
         for queue, n in queue_depths(self._redis, self._queues).items():
             depth.add_metric([queue], n)
         yield depth
+
+
+_CLIENT_GAUGES: tuple[tuple[str, str, Callable[[ClientFigures], float]], ...] = (
+    ("messages_today", "Messages the client sent today (UTC)", lambda f: f.messages_today),
+    ("parts_today", "SMS parts the client sent today (UTC)", lambda f: f.parts_today),
+    ("quota_messages", "Messages the client may send a day", lambda f: f.max_messages),
+    ("quota_parts", "SMS parts the client may send a day", lambda f: f.max_parts),
+    ("volume_ratio", "The client's parts in the last hour against its usual hour",
+     lambda f: round(f.volume_ratio, 3)),
+    ("volume_jump", "1 while the client's last hour is far above its usual rate",
+     lambda f: int(f.volume_jump)),
+)
+
+
+def _client_series(figures: Sequence[ClientFigures]) -> Iterator:
+    """The API clients' series: the day against the quota, refusals, the volume alert."""
+    for name, text, value in _CLIENT_GAUGES:
+        gauge = GaugeMetricFamily(f"govsms_client_{name}", text, labels=["client"])
+        for f in figures:
+            gauge.add_metric([f.name], value(f))
+        yield gauge
+    refused = CounterMetricFamily("govsms_client_refused", "Client API requests refused",
+                                  labels=["client", "reason"])
+    for f in figures:
+        for reason, n in sorted(f.refused.items()):
+            refused.add_metric([f.name, reason], n)
+    yield refused

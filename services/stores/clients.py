@@ -38,3 +38,17 @@ def claim_key(conn: psycopg.Connection, client: str, key: str, body_digest: str,
     row = conn.execute(_KEY_DIGEST, (client, key)).fetchone()
     assert row is not None
     return row[0]
+
+
+_USAGE = """
+SELECT client, coalesce(sum(messages) FILTER (WHERE day = %(today)s), 0),
+       coalesce(sum(parts) FILTER (WHERE day = %(today)s), 0),
+       coalesce(sum(parts) FILTER (WHERE day < %(today)s), 0)
+FROM api.usage WHERE day >= %(since)s AND day <= %(today)s GROUP BY client
+"""
+
+
+def usage(conn: psycopg.Connection, today: dt.date, days: int) -> dict[str, tuple[int, int, int]]:
+    """Per client: (messages today, parts today, parts over the `days` days before today)."""
+    rows = conn.execute(_USAGE, {"today": today, "since": today - dt.timedelta(days=days)})
+    return {client: (messages, parts, before) for client, messages, parts, before in rows}

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.support.pipeline import PHONE, make_pipeline, receive
 from tests.support.servers import claimed_redis_db
@@ -162,7 +164,8 @@ def test_no_number_in_redis(conn, p, limits):
 
 
 def test_redis_down_answers_everyone(conn, database_url):
-    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2,
+                       retry=Retry(NoBackoff(), 0))
     built = guarded(database_url, down, per_phone=1, repeat_s=60)
     try:
         ids = [receive(conn, "hello", external_id=str(n)) for n in range(3)]

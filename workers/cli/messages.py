@@ -76,7 +76,7 @@ def _post_inbound(client: httpx.Client, sender: str, shortcode: str, text: str,
 @click.command()
 def status() -> None:
     """Queue depths, workers alive, SLA compliance over the last hour, open dead letters,
-    MOs suppressed over the last hour by reason."""
+    MOs suppressed over the last hour by reason, each API client's day and volume."""
     import psycopg
     import redis
 
@@ -96,6 +96,7 @@ def status() -> None:
             sent, in_time, overdue = messages.sla(conn, now - dt.timedelta(hours=1), now)
             dead = messages.open_dead_letters(conn)
             suppressed = metrics.suppressed(conn, now - dt.timedelta(hours=1))
+            api_clients = ops.client_figures(conn, client, settings, now)
         client.ping()
     except (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -113,6 +114,13 @@ def status() -> None:
     reasons = ", ".join(f"{reason} {n}" for reason, n in suppressed)
     click.echo(f"suppressed, last hour: {sum(n for _, n in suppressed)}"
                + (f" ({reasons})" if reasons else ""))
+    for f in api_clients:
+        refused = ", ".join(f"{reason} {n}" for reason, n in sorted(f.refused.items()))
+        click.echo(f"client {f.name}: {f.messages_today:,} of {f.max_messages:,} messages and "
+                   f"{f.parts_today:,} of {f.max_parts:,} parts today; refused: "
+                   f"{refused or 'none'}; last hour {f.last_hour:,} parts, "
+                   f"{f.volume_ratio:.1f}x its usual"
+                   + ("  ALERT: far above its usual rate" if f.volume_jump else ""))
 
 
 @click.group("dead-letters")

@@ -21,6 +21,7 @@ from typing import Annotated
 
 import phonenumbers
 import psycopg
+import redis
 from celery import Celery
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -40,6 +41,7 @@ from workers.ingest.limits import RateLimiter
 from workers.pipeline import to_parts
 from workers.queues import BULK, OUTBOUND
 from workers.settings import Settings
+from workers.status import count_refusal
 from workers.tasks import DELIVER, publish
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class ClientApi:
     limiter: RateLimiter
     templates: Templates
     clock: Clock
+    counters: redis.Redis | None = None  # refusals counted, for the operator
 
     def __post_init__(self) -> None:
         key = self.settings.key()
@@ -72,6 +75,13 @@ class ClientApi:
         self.otp_key = derive(key, "govsms/otp-code")
         self.audit_key = derive(key, "govsms/mbg-audit")
         self.body_key = derive(key, "govsms/idempotency-body")
+
+    def refuse(self, client: str, status: int, error: str,
+               headers: dict[str, str] | None = None) -> HTTPException:
+        """The refusal to raise, counted per client and reason (`govsms status`, metrics)."""
+        if self.counters is not None:
+            count_refusal(self.counters, client, error)
+        return HTTPException(status, {"error": error}, headers=headers)
 
     def deliver(self, outbound_ids: list[int], queue: str = OUTBOUND) -> None:
         """Hand queued parts to the outbound worker; the reconciler sends them if Redis is down."""
@@ -106,14 +116,14 @@ def _recipient(api: ClientApi, client: str, raw: str) -> str:
     except phonenumbers.NumberParseException:
         number = None
     if number is None or not phonenumbers.is_valid_number(number):
-        raise HTTPException(422, {"error": "phone_invalid"})
+        raise api.refuse(client, 422, "phone_invalid")
     # Pumping lives on numbers that pay whoever runs them: other countries, premium and
     # international ranges. The gateway serves its countries' citizens, on their phones.
     countries = {*api.settings.regions.values(), *api.settings.api_clients[client].extra_countries}
     if phonenumbers.region_code_for_number(number) not in countries:
-        raise HTTPException(422, {"error": "country_not_allowed"})
+        raise api.refuse(client, 422, "country_not_allowed")
     if phonenumbers.number_type(number) not in MOBILE:
-        raise HTTPException(422, {"error": "not_mobile"})
+        raise api.refuse(client, 422, "not_mobile")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -132,7 +142,7 @@ def _charge(api: ClientApi, conn: psycopg.Connection, client: str, parts: int,
         wait = max(math.ceil((midnight - now).total_seconds()), 1)
         log.warning("client %s refused: daily quota of %d messages, %d parts", client,
                     max_messages, max_parts)
-        raise HTTPException(429, {"error": "quota_exceeded"}, headers={"Retry-After": str(wait)})
+        raise api.refuse(client, 429, "quota_exceeded", {"Retry-After": str(wait)})
 
 
 def _body_digest(api: ClientApi, phone: str, body: OutboundSms) -> str:
@@ -193,7 +203,7 @@ def send_code(body: OtpRequest, client: ClientName,
     wait = api.limiter.take(hits)
     if wait is not None:
         log.warning("code for %s refused: rate limited", mask_digits(phone))
-        raise HTTPException(429, {"error": "rate_limited"}, headers={"Retry-After": str(wait)})
+        raise api.refuse(client, 429, "rate_limited", {"Retry-After": str(wait)})
     now = api.clock()
     with api.pool.connection() as conn, conn.transaction():
         issued = otp.issue(conn, key=api.otp_key, client=client, phone=phone,
@@ -255,11 +265,11 @@ def send_message(body: OutboundSms, client: ClientName,
     """Send `text` to `to` from one of the client's sender ids; a repeated key sends once."""
     if body.sender not in api.settings.api_clients[client].senders:
         log.warning("client %s may not send as %s", client, body.sender)
-        raise HTTPException(403, {"error": "sender_not_allowed"})
+        raise api.refuse(client, 403, "sender_not_allowed")
     phone = _recipient(api, client, body.to)
     parts = to_parts(body.text)
     if len(parts.texts) > api.settings.api_max_parts:
-        raise HTTPException(422, {"error": "too_many_parts"})
+        raise api.refuse(client, 422, "too_many_parts")
     now = api.clock()
     with api.pool.connection() as conn, conn.transaction():
         if idempotency_key is not None:

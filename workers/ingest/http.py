@@ -118,10 +118,11 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
         app.state.receipts = Batcher(partial(record_receipts, pool),
                                      linger_s=settings.ingest_linger_ms / 1000)
         app.state.api = ClientApi(settings, pool, broker, RateLimiter(limits),
-                                  Templates.load(settings.templates), clock)
+                                  Templates.load(settings.templates), clock, limits)
         app.state.redis = limits
         app.state.metrics = CollectorRegistry(auto_describe=False)
-        app.state.metrics.register(GatewayCollector(pool, limits, all_queues(settings)))
+        app.state.metrics.register(GatewayCollector(pool, limits, all_queues(settings),
+                                                    settings))
         try:
             yield
         finally:

@@ -33,6 +33,13 @@ FROM outbound
 """
 _DEAD = "SELECT task, count(*) FROM dead_letters GROUP BY task"
 _SUPPRESSED = "SELECT reason, count(*) FROM suppressions GROUP BY reason"
+# A client's own SMS (no service of ours wrote them), parts, since a recent time: the
+# unpurged rows' index finds them.
+_CLIENT_PARTS = """
+SELECT client, count(*) FROM outbound
+WHERE purged_at IS NULL AND created_at >= %s AND client IS NOT NULL AND service IS NULL
+GROUP BY client
+"""
 _SUPPRESSED_SINCE = """
 SELECT reason, count(*) FROM suppressions WHERE created_at >= %s GROUP BY reason ORDER BY 2 DESC
 """
@@ -70,3 +77,8 @@ def suppressed(conn: psycopg.Connection, since: dt.datetime | None = None) -> li
     if since is None:
         return conn.execute(_SUPPRESSED).fetchall()
     return conn.execute(_SUPPRESSED_SINCE, (since,)).fetchall()
+
+
+def client_parts(conn: psycopg.Connection, since: dt.datetime) -> dict[str, int]:
+    """SMS parts each API client sent of its own since `since` (codes not counted)."""
+    return dict(conn.execute(_CLIENT_PARTS, (since,)).fetchall())
