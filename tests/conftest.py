@@ -117,6 +117,15 @@ def empty_database(admin_url: str) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def redis_client(redis_server: str) -> Iterator[redis.Redis]:
+    """A client of a Redis db of this test alone, emptied before and after."""
+    with claimed_redis_db(redis_server) as url:
+        client = redis.Redis.from_url(url)
+        yield client
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def redis_url(redis_server: str) -> Iterator[str]:
     """The Redis db of this test session."""

@@ -12,10 +12,8 @@ import psycopg
 import pytest
 
 from replies import encoding
-from tests.support.gateway import Gateway, gateway_settings, wait_for
-from tests.support.keys import SECRET
-from tests.support.peers.smsc import Smsc, Submit, running_smsc
-from tests.support.servers import claimed_redis_db
+from tests.support.gateway import Gateway, wait_for
+from tests.support.peers.smsc import Smsc, Submit, running_smsc, smpp_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -41,16 +39,8 @@ def smsc() -> Iterator[Smsc]:
 
 @pytest.fixture
 def gateway(smsc: Smsc, database_url: str, redis_server: str, tmp_path, conn) -> Iterator[Gateway]:
-    with claimed_redis_db(redis_server) as redis_url:
-        settings = gateway_settings(database_url, redis_url, tmp_path, SECRET).model_copy(update={
-            "transport": f"smpp://govsms-tx:pw@127.0.0.1:{smsc.port}?mode=transmitter&tps=50",
-            "smpp_receiver": f"smpp://govsms-rx:pw@127.0.0.1:{smsc.port}?mode=transceiver",
-            "flood_limit": LIMIT, "flood_window_s": 600, "repeat_window_s": 60})
-        gw = Gateway(settings, tmp_path)
-        try:
-            yield gw.start()
-        finally:
-            gw.stop()
+    yield from smpp_gateway(smsc, database_url, redis_server, tmp_path, flood_limit=LIMIT,
+                            flood_window_s=600, repeat_window_s=60)
 
 
 def to(smsc: Smsc, phone: str) -> list[Submit]:

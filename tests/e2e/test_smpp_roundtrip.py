@@ -9,10 +9,8 @@ import httpx
 import pytest
 
 from replies import encoding
-from tests.support.gateway import PORTAL_SECRET, Gateway, gateway_settings, wait_for
-from tests.support.keys import SECRET
-from tests.support.peers.smsc import Smsc, running_smsc
-from tests.support.servers import claimed_redis_db
+from tests.support.gateway import PORTAL_SECRET, Gateway, wait_for
+from tests.support.peers.smsc import Smsc, running_smsc, smpp_gateway
 
 pytestmark = pytest.mark.e2e
 RECEIPT = 0x04
@@ -26,17 +24,7 @@ def smsc() -> Iterator[Smsc]:
 
 @pytest.fixture
 def gateway(smsc: Smsc, database_url: str, redis_server: str, tmp_path, conn) -> Iterator[Gateway]:
-    with claimed_redis_db(redis_server) as redis_url:
-        settings = gateway_settings(database_url, redis_url, tmp_path, SECRET).model_copy(update={
-            "transport": f"smpp://govsms-tx:pw@127.0.0.1:{smsc.port}?mode=transmitter&tps=50",
-            # smpp34 takes deliver_sm answers only from a transceiver (docs/delivery.md).
-            "smpp_receiver": f"smpp://govsms-rx:pw@127.0.0.1:{smsc.port}?mode=transceiver",
-        })
-        gw = Gateway(settings, tmp_path)
-        try:
-            yield gw.start()
-        finally:
-            gw.stop()
+    yield from smpp_gateway(smsc, database_url, redis_server, tmp_path)
 
 
 def test_an_smpp_mo_is_answered_over_smpp_and_its_receipt_recorded(smsc, gateway, conn):

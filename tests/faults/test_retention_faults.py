@@ -84,6 +84,7 @@ def test_the_pipeline_keeps_its_rate_during_a_purge_of_100000_messages(
     assert usual["refused"] == during["refused"] == 0
     assert during["replies_per_s"] >= 0.9 * usual["replies_per_s"]
     assert during["p99_s"] < 5.0
-    left, = conn.execute("SELECT count(*) FROM inbound WHERE source = 'old' AND "
-                         "(purged_at IS NULL OR sender NOT LIKE '+7701***____' OR text <> '')").fetchone()
+    left, = conn.execute(
+        "SELECT count(*) FROM inbound WHERE source = 'old' AND "
+        "(purged_at IS NULL OR sender NOT LIKE '+7701***____' OR text <> '')").fetchone()
     assert left == 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -18,7 +17,6 @@ from replies.transports.fake import MemoryTransport
 from services.stores import otp
 from tests.support.keys import KEY
 from tests.support.pipeline import make_pipeline, receive
-from tests.support.servers import claimed_redis_db
 from workers import messages, pipeline, retention
 from workers.app import _schedule
 from workers.cli import main
@@ -41,16 +39,8 @@ SECRETS_IN_FORMS = [CITIZEN, OTHER, CLIENT_TO, IIN, PLATE, NOTICE, "Balans 100 t
 
 
 @pytest.fixture
-def store(redis_server: str) -> Iterator[redis.Redis]:
-    with claimed_redis_db(redis_server) as url:
-        client = redis.Redis.from_url(url)
-        yield client
-        client.close()
-
-
-@pytest.fixture
-def env(monkeypatch, database_url, store, tmp_path):
-    url = store.connection_pool.connection_kwargs
+def env(monkeypatch, database_url, redis_client, tmp_path):
+    url = redis_client.connection_pool.connection_kwargs
     monkeypatch.setenv("GOVSMS_DATABASE_URL", database_url)
     monkeypatch.setenv("GOVSMS_REDIS_URL", f"redis://{url['host']}:{url['port']}/{url['db']}")
     monkeypatch.setenv("GOVSMS_SECRET_KEY", KEY)
@@ -68,7 +58,7 @@ def figures(conn: psycopg.Connection) -> dict:
             "integrity": reports.integrity(conn, "%")}
 
 
-def every_kind(conn: psycopg.Connection, database_url: str, store: redis.Redis) -> list[int]:
+def every_kind(conn: psycopg.Connection, database_url: str, redis_client: redis.Redis) -> list[int]:
     """Answered, not found, suppressed and dead-lettered MOs, a client's SMS, a one-time
     code with a failed check, a replay run's items, the SMPP transport's note on a part."""
     p = make_pipeline(database_url)
@@ -97,7 +87,7 @@ def every_kind(conn: psycopg.Connection, database_url: str, store: redis.Redis) 
     otp.record_failure(conn, CLIENT_TO, now)
     create_run(conn, "dry-run", None, [Parsed("log.csv", "csv", [Message(
         "log.csv", 2, "k1", now, CITIZEN, "1414", "4 " + IIN, "Ochered...")])], {})
-    store.hset(f"govsms:smpp:link:unanswered:{notice[0]}:1", "unanswered", 1)
+    redis_client.hset(f"govsms:smpp:link:unanswered:{notice[0]}:1", "unanswered", 1)
     return ids
 
 
@@ -113,9 +103,9 @@ def dump(database_url: str) -> str:
                      if not line.startswith(("\\restrict", "\\unrestrict")))
 
 
-def test_purge_leaves_no_number_iin_plate_or_text_and_the_same_counts(conn, database_url, store,
-                                                                      env, caplog):
-    every_kind(conn, database_url, store)
+def test_purge_leaves_no_number_iin_plate_or_text_and_the_same_counts(conn, database_url,
+                                                                      redis_client, env, caplog):
+    every_kind(conn, database_url, redis_client)
     before = figures(conn)
     assert [s for s in SECRETS_IN_FORMS if s in dump(database_url)] != []  # there to purge
 
@@ -128,7 +118,7 @@ def test_purge_leaves_no_number_iin_plate_or_text_and_the_same_counts(conn, data
     assert [s for s in SECRETS_IN_FORMS if s in dump(database_url)] == []
     assert figures(conn) == before
     assert [s for s in SECRETS_IN_FORMS if s in caplog.text + result.output] == []
-    assert store.keys("govsms:smpp:*") == []
+    assert redis_client.keys("govsms:smpp:*") == []
     # What is kept: the masked number and its digest, so counts per sender still work.
     senders = conn.execute("SELECT sender, count(*), count(DISTINCT sender_digest) FROM inbound "
                            "GROUP BY sender ORDER BY sender").fetchall()
@@ -137,9 +127,9 @@ def test_purge_leaves_no_number_iin_plate_or_text_and_the_same_counts(conn, data
                         ).fetchone() == (0,)
 
 
-def test_a_purged_message_shows_as_purged_and_is_never_sent_again(conn, database_url, store,
+def test_a_purged_message_shows_as_purged_and_is_never_sent_again(conn, database_url, redis_client,
                                                                    env):
-    every_kind(conn, database_url, store)
+    every_kind(conn, database_url, redis_client)
     assert CliRunner().invoke(main, ["purge", "--older-than", "0s"]).exit_code == 0
     [letter] = messages.dead_letters(conn, include_replayed=False)
     assert messages.describe(conn, "inbound", letter.inbound_id)["text"] == "(purged)"
@@ -149,8 +139,8 @@ def test_a_purged_message_shows_as_purged_and_is_never_sent_again(conn, database
                                           dt.datetime.now(dt.UTC))) == []
 
 
-def test_a_dry_run_counts_and_changes_nothing(conn, database_url, store, env):
-    every_kind(conn, database_url, store)
+def test_a_dry_run_counts_and_changes_nothing(conn, database_url, redis_client, env):
+    every_kind(conn, database_url, redis_client)
     text = dump(database_url)
     result = CliRunner().invoke(main, ["purge", "--older-than", "0s", "--dry-run"])
     assert result.exit_code == 0, result.output
@@ -186,7 +176,7 @@ def test_the_age_takes_a_unit():
     assert CliRunner().invoke(main, ["purge", "--older-than", "30 days"]).exit_code == 2
 
 
-def test_the_nightly_task_purges_past_the_retention_days(conn, database_url, store, env,
+def test_the_nightly_task_purges_past_the_retention_days(conn, database_url, redis_client, env,
                                                           monkeypatch):
     from workers.app import create_app
 

@@ -12,7 +12,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.support.pipeline import PHONE, make_pipeline, receive
-from tests.support.servers import claimed_redis_db
 from workers import messages, pipeline
 from workers.messages import metrics
 from workers.settings import DEFAULT_SHORTCODES
@@ -46,14 +45,6 @@ def test_only_a_subscriber_number_is_a_person(sender, problem):
     assert sender_problem(sender, OWN) == problem
 
 
-@pytest.fixture
-def limits(redis_server: str) -> Iterator[redis.Redis]:
-    with claimed_redis_db(redis_server) as url:
-        client = redis.Redis.from_url(url)
-        yield client
-        client.close()
-
-
 def guarded(database_url: str, client: redis.Redis | None, **limits: int) -> pipeline.Pipeline:
     built = make_pipeline(database_url)
     return pipeline.Pipeline(**{**{f: getattr(built, f) for f in built.__slots__},
@@ -61,9 +52,9 @@ def guarded(database_url: str, client: redis.Redis | None, **limits: int) -> pip
 
 
 @pytest.fixture
-def p(conn: psycopg.Connection, database_url: str, limits: redis.Redis
+def p(conn: psycopg.Connection, database_url: str, redis_client: redis.Redis
       ) -> Iterator[pipeline.Pipeline]:
-    built = guarded(database_url, limits, per_phone=3, window_s=600, repeat_s=60)
+    built = guarded(database_url, redis_client, per_phone=3, window_s=600, repeat_s=60)
     yield built
     built.pool.close()
 
@@ -156,11 +147,11 @@ def test_the_windows_are_counted_from_the_time_of_receipt(conn, p):
     assert reply_texts(conn)[-1][1] == TOO_MANY_1414
 
 
-def test_no_number_in_redis(conn, p, limits):
+def test_no_number_in_redis(conn, p, redis_client):
     pipeline.dispatch(p, [receive(conn, "hello", external_id="1")])
-    keys = limits.keys("govsms:flood:*") + limits.keys("govsms:repeat:*")
+    keys = redis_client.keys("govsms:flood:*") + redis_client.keys("govsms:repeat:*")
     assert keys and not any(b"7011234567" in key or b"hello" in key for key in keys)
-    assert not any(b"7011234567" in limits.dump(key) for key in keys)
+    assert not any(b"7011234567" in redis_client.dump(key) for key in keys)
 
 
 def test_redis_down_answers_everyone(conn, database_url):
@@ -175,14 +166,14 @@ def test_redis_down_answers_everyone(conn, database_url):
     assert len(routed.outbound) == 3
 
 
-def test_limits_at_zero_count_nothing(conn, database_url, limits):
-    built = guarded(database_url, limits, per_phone=0, repeat_s=0)
+def test_limits_at_zero_count_nothing(conn, database_url, redis_client):
+    built = guarded(database_url, redis_client, per_phone=0, repeat_s=0)
     try:
         ids = [receive(conn, "hello", external_id=str(n)) for n in range(12)]
         assert len(pipeline.dispatch(built, ids).outbound) == 12
     finally:
         built.pool.close()
-    assert limits.keys("govsms:flood:*") + limits.keys("govsms:repeat:*") == []
+    assert redis_client.keys("govsms:flood:*") + redis_client.keys("govsms:repeat:*") == []
 
 
 def test_a_suppressed_message_stays_suppressed(conn, p):

@@ -3,7 +3,8 @@
 server.py starts the processes (run, ingest, smpp-ingest, flower); db.py fills the
 database; messages.py sends and inspects messages (send, status, dead-letters, report,
 accounts); parse.py shows what the parser makes of a text; replay.py exports message
-logs and replays them; purge.py removes personal data past retention. Shared helpers sit in common.py, which imports none of them.
+logs and replays them; purge.py removes personal data past retention. Shared helpers sit
+in common.py, which imports none of them.
 """
 
 from __future__ import annotations

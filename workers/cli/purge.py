@@ -28,7 +28,7 @@ def age(value: str) -> dt.timedelta:
                    "GOVSMS_RETENTION_DAYS")
 @click.option("--dry-run", is_flag=True, help="Count what would be purged, change nothing")
 def purge(older_than: str | None, dry_run: bool) -> None:
-    """Remove texts and phone numbers of old messages, keeping their counts (workers/retention.py)."""
+    """Remove the texts and phone numbers of old messages, keeping their counts."""
     import psycopg
     import redis
 

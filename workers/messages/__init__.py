@@ -60,5 +60,6 @@ __all__ = [
     "claim_many", "dead_letters", "describe", "fees", "mark_dispatched",
     "mark_failed", "mark_sent", "open_dead_letters", "received_between", "record_deliveries",
     "record_inbound", "record_inbound_many", "record_receipt", "release", "replay_dead_letter",
-    "replies", "replies_to", "sla", "stale", "suppress", "suppressed_reason", "unclaim", "unfinished_inbound", "waiting",
+    "replies", "replies_to", "sla", "stale", "suppress", "suppressed_reason", "unclaim",
+    "unfinished_inbound", "waiting",
 ]

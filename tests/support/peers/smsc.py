@@ -24,11 +24,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
 from replies import encoding
+from tests.support.gateway import Gateway, gateway_settings
+from tests.support.keys import SECRET
+from tests.support.servers import claimed_redis_db
 from workers.local.embedded import free_port
 
 smpp34 = pytest.importorskip(
@@ -269,3 +273,22 @@ def running_smsc(**options: Any) -> Iterator[Smsc]:
         yield smsc
     finally:
         smsc.stop()
+
+
+def smpp_gateway(smsc: Smsc, database_url: str, redis_server: str, folder: Path,
+                 **settings: Any) -> Iterator[Gateway]:
+    """Body of a fixture: a gateway sending and taking SMS over SMPP with `smsc`, on a Redis
+    db of its own, with `settings` overridden; stopped after."""
+    with claimed_redis_db(redis_server) as redis_url:
+        configured = gateway_settings(database_url, redis_url, folder, SECRET).model_copy(
+            update={
+                "transport": f"smpp://govsms-tx:pw@127.0.0.1:{smsc.port}"
+                             "?mode=transmitter&tps=50",
+                # smpp34 takes deliver_sm answers only from a transceiver (docs/delivery.md).
+                "smpp_receiver": f"smpp://govsms-rx:pw@127.0.0.1:{smsc.port}?mode=transceiver",
+                **settings})
+        gw = Gateway(configured, folder)
+        try:
+            yield gw.start()
+        finally:
+            gw.stop()
