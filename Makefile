@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 run: install servers
 	$(VENV)/bin/govsms run --demo
 
-# Every test but the fault scenarios that take minutes (those run in `make faults`).
+# Every test but the fault scenarios that take tens of seconds or more (those run in `make faults`).
 test: install servers peers
 	$(PY) -m pytest -m "not slow"
 

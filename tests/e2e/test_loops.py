@@ -70,7 +70,7 @@ def test_auto_responders_stop_getting_replies_a_citizen_gets_each_of_three(smsc,
     wait_for(lambda: "flood" in reasons(conn, "+" + COUNTING), 20, "its next MO suppressed")
     # The same-text bot: its text answered once, then each repeat suppressed.
     wait_for(lambda: "repeat" in reasons(conn, "+" + SAME), 20, "the repeat suppressed")
-    time.sleep(3)  # a loop would go on meanwhile
+    time.sleep(2)  # a loop would go on meanwhile
     counting, same = to(smsc, COUNTING), to(smsc, SAME)
     print(f"\n[loops] counting bot: {len(counting)} replies, then "
           f"{len(reasons(conn, '+' + COUNTING))} MOs suppressed; same-text bot: {len(same)} "

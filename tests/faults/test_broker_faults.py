@@ -54,6 +54,7 @@ def test_redis_stalled_20_s_ingest_refuses_and_nothing_is_lost_or_doubled(
         20, 20, 20, 0)
 
 
+@pytest.mark.slow
 def test_redis_killed_and_restarted_loses_nothing_and_workers_resume(
         redis_server_own, gateway_on, conn):
     gw = gateway_on(redis_server_own.spec.url, beat=True, GOVSMS_RECONCILE_EVERY_S="2",
@@ -83,6 +84,7 @@ def test_redis_killed_and_restarted_loses_nothing_and_workers_resume(
     assert resumed_s < 30
 
 
+@pytest.mark.slow
 def test_redis_emptied_mid_load_the_reconciler_answers_everything(
         redis_server_own, gateway_on, conn):
     gw = gateway_on(redis_server_own.spec.url, beat=True, GOVSMS_RECONCILE_EVERY_S="2",

@@ -134,6 +134,7 @@ def test_outbound_killed_between_submit_and_record_loses_nothing_flags_duplicate
     assert doubled <= flagged                                             # each one flagged
 
 
+@pytest.mark.slow
 def test_retries_longer_than_the_visibility_timeout_send_once(
         redis_server_own, gateway_on, smsbox_factory, conn):
     box = smsbox_factory(refuse_first=4)  # backoff 1, 2, 4, 8 s: past a 3 s visibility timeout
