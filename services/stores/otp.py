@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +92,15 @@ def purge(conn: psycopg.Connection, before: dt.datetime, limit: int) -> int:
     """Delete up to `limit` codes made, and failed checks, before `before`; how many."""
     codes = conn.execute(_PURGE_CODES, (before, limit)).rowcount
     return codes + conn.execute(_PURGE_FAILURES, (before, limit)).rowcount
+
+
+_OF_CLIENT = """
+SELECT id, purpose, state, created_at, expires_at, attempts FROM otp.codes
+WHERE id = %s AND client = %s
+"""
+
+
+def of_client(conn: psycopg.Connection, code_id: int, client: str) -> dict | None:
+    """A code `client` asked for, without its phone, IIN or hash; None for another's."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(_OF_CLIENT, (code_id, client)).fetchone()

@@ -35,6 +35,7 @@ from replies.templates import Templates
 from services import otp
 from services.phones import to_e164
 from services.stores import accounts, clients
+from services.stores import otp as otp_store
 from workers import messages
 from workers.ingest.door import client_named
 from workers.ingest.limits import RateLimiter
@@ -288,6 +289,54 @@ def send_message(body: OutboundSms, client: ClientName,
         api.deliver(outbound_ids, queue=BULK)
     return JSONResponse({"id": outbound_ids[0], "parts": len(outbound_ids), "duplicate": not new},
                         202)
+
+
+@router.get("/messages/outbound/{message_id}")
+def message_status(message_id: int, client: ClientName, api: Api) -> dict:
+    """What became of a message this client sent: each part's state and delivery receipt,
+    with their times; never its text. 404 for any other client's."""
+    with api.pool.connection() as conn:
+        parts = messages.client_parts(conn, client, first=message_id)
+    if not parts:
+        raise HTTPException(404, {"error": "unknown_message"})
+    return {"id": message_id, "to": mask_digits(parts[0]["recipient"]),
+            "sender": parts[0]["sender"], **delivery(parts)}
+
+
+@router.get("/otp/{code_id}")
+def code_status(code_id: int, client: ClientName, api: Api) -> dict:
+    """A code this client asked for: its state and times, and for a `link_number` code its
+    SMS as `message_status` shows one; never the code. 404 for any other client's.
+
+    A `document_access` code shows no SMS: one for a number outside MBG is never sent (the
+    request is answered as if it were), and its SMS's absence would tell who is in MBG."""
+    with api.pool.connection() as conn:
+        code = otp_store.of_client(conn, code_id, client)
+        parts = (messages.client_parts(conn, client, key=f"otp:{code_id}")
+                 if code is not None and code["purpose"] == "link_number" else [])
+    if code is None:
+        raise HTTPException(404, {"error": "unknown_code"})
+    return {**code, **({"sms": delivery(parts)} if parts else {})}
+
+
+def delivery(parts: list[dict]) -> dict:
+    """An SMS's state from its parts: queued until every part is out, failed if one failed,
+    else sent; delivered once every part's receipt says so. Each part as it stands."""
+    states = {p["state"] for p in parts}
+    state = ("failed" if "failed" in states else "sent" if states == {"sent"} else "queued")
+    receipts = {p["delivery"] for p in parts}
+    sent = [p["sent_at"] for p in parts if p["sent_at"] is not None]
+    delivered = [p["delivery_at"] for p in parts if p["delivery"] == "delivered"]
+    return {
+        "state": state,
+        "delivery": receipts.pop() if len(receipts) == 1 else "partial",
+        "created_at": parts[0]["created_at"],
+        "sent_at": max(sent) if state == "sent" else None,
+        "delivered_at": max(delivered) if len(delivered) == len(parts) else None,
+        "purged": parts[0]["purged"],
+        "parts": [{key: p[key] for key in ("part", "state", "attempts", "sent_at", "delivery",
+                                           "delivery_at")} for p in parts],
+    }
 
 
 @router.post("/accounts/{username}/password-changed")

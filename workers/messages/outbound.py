@@ -294,3 +294,25 @@ def answers(conn: psycopg.Connection, inbound_ids: Sequence[int]) -> dict[int, d
     """By inbound id: its service, state, and its reply's outcome, text (None when sealed), seal."""
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return {r["id"]: r for r in cur.execute(_ANSWERS, (list(inbound_ids),))}
+
+
+# A client's own SMS, or a one-time code's, by its key: the parts and what became of each,
+# never the text. `first`: the id the client was given (its first part).
+_PARTS_OF = """
+SELECT o.id, o.part, o.parts, o.sender, o.recipient, o.state, o.attempts, o.created_at,
+       o.sent_at, o.delivery, o.delivery_at, o.purged_at IS NOT NULL AS purged
+FROM outbound o
+WHERE o.dedupe_key = (SELECT dedupe_key FROM outbound WHERE id = %(first)s AND part = 1
+                        AND client = %(client)s AND service IS NOT DISTINCT FROM %(service)s)
+   OR o.dedupe_key = %(key)s AND o.client = %(client)s
+ORDER BY o.part
+"""
+
+
+def client_parts(conn: psycopg.Connection, client: str, *, first: int | None = None,
+                 key: str | None = None, service: str | None = None) -> list[dict]:
+    """The parts of the SMS `client` sent, found by its first part's id (with `service`,
+    None for its own messages) or by its key; none when it is another's or no SMS."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(_PARTS_OF, {"first": first, "key": key, "client": client,
+                                       "service": service}).fetchall()
