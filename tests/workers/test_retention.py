@@ -170,7 +170,7 @@ def test_beat_purges_nightly_unless_kept_for_ever():
 
 
 def test_the_age_takes_a_unit():
-    from workers.cli.purge import age
+    from workers.cli.common import age
 
     assert age("30d") == dt.timedelta(days=30) and age("0s") == dt.timedelta(0)
     assert CliRunner().invoke(main, ["purge", "--older-than", "30 days"]).exit_code == 2

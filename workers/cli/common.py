@@ -1,6 +1,10 @@
-"""What the `govsms` commands share: the message store's URL, or a usage error without one."""
+"""What the `govsms` commands share: the message store's URL, or a usage error without one;
+an age as operators write it."""
 
 from __future__ import annotations
+
+import datetime as dt
+import re
 
 import click
 
@@ -13,3 +17,15 @@ def database_url() -> str:
     if not url:
         raise click.ClickException("no database: set GOVSMS_DATABASE_URL or start `govsms run`")
     return url
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_AGE = re.compile(r"(\d+)([smhd])")
+
+
+def age(value: str) -> dt.timedelta:
+    """`30d`, `12h`, `90m`, `0s` -> a timedelta."""
+    found = _AGE.fullmatch(value.strip())
+    if found is None:
+        raise click.BadParameter(f"{value!r}: a whole number and a unit, s m h or d (30d)")
+    return dt.timedelta(seconds=int(found[1]) * _UNITS[found[2]])

@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 import click
 
-from workers.cli.common import database_url
+from workers.cli.common import age, database_url
 from workers.settings import load_settings
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_AGE = re.compile(r"(\d+)([smhd])")
-
-
-def age(value: str) -> dt.timedelta:
-    """`30d`, `12h`, `90m`, `0s` -> a timedelta."""
-    found = _AGE.fullmatch(value.strip())
-    if found is None:
-        raise click.BadParameter(f"{value!r}: a whole number and a unit, s m h or d (30d)")
-    return dt.timedelta(seconds=int(found[1]) * _UNITS[found[2]])
 
 
 @click.command()

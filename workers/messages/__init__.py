@@ -7,6 +7,7 @@
     reports.py      what the reconciler sends again, backlog, fees, SLA, the export, bench figures
     metrics.py      the counts behind the Prometheus series
     purge.py        personal data past retention: texts emptied, numbers masked and digested
+    trace.py        what became of the messages of one phone or id (`govsms trace`)
 
 No other module of workers/ or bench/ queries inbound, outbound, dead_letters or
 receipts (tests/workers/test_store_layout.py). The public functions are re-exported here, so a
