@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import redis
 from celery import Celery
 from celery.schedules import crontab
@@ -31,7 +32,7 @@ from services import account_registration
 from services.registry import default_registry
 from workers import db, logs, tasks
 from workers.pipeline import Pipeline
-from workers.queues import BULK, INBOUND, OUTBOUND, REPLAY, service_queue
+from workers.queues import BULK, CALLBACKS, INBOUND, OUTBOUND, REPLAY, service_queue
 from workers.queues import services as _services
 from workers.replay import task as replay_task
 from workers.settings import Settings, load_settings
@@ -90,6 +91,11 @@ class Runtime:
                                                                 socket_timeout=2))
 
     @property
+    def http(self) -> httpx.Client:
+        """An HTTP client for the clients' callbacks, its connections kept alive."""
+        return self._get("http", lambda: httpx.Client(follow_redirects=False))
+
+    @property
     def transport(self) -> Transport:
         """The outbound transport of this process."""
         # With the Redis URL, an SMPP link's rate limit is shared by every process on it.
@@ -130,9 +136,11 @@ def create_app(settings: Settings, *, broker_timeout_s: float = 5.0) -> Celery:
                                    "interval_step": 0.2, "interval_max": 0.5},
         task_default_queue=INBOUND,
         task_queues=[_queue(INBOUND), _queue(OUTBOUND), _queue(BULK), _queue(REPLAY),
+                     _queue(CALLBACKS),
                      *(_queue(service_queue(s)) for s in services)],
         task_routes={tasks.DISPATCH: {"queue": INBOUND}, tasks.DELIVER: {"queue": OUTBOUND},
                      tasks.RECONCILE: {"queue": INBOUND}, tasks.PURGE: {"queue": REPLAY},
+                     tasks.CALLBACKS: {"queue": CALLBACKS},
                      tasks.ROTATE: {"queue": service_queue(account_registration.NAME)}},
         worker_prefetch_multiplier=4,
         # Task events for Flower; tasks carry ids only, so it never shows personal data.
@@ -159,6 +167,9 @@ def create_app(settings: Settings, *, broker_timeout_s: float = 5.0) -> Celery:
     return app
 
 
+CALLBACKS_EVERY_S = 2.0  # how soon a client hears of a final state, at the latest
+
+
 def _queue(name: str) -> Queue:
     # Each queue bound by its own name, not all to the default exchange and key.
     return Queue(name, Exchange(name, type="direct"), routing_key=name)
@@ -169,6 +180,8 @@ def _schedule(settings: Settings, services: list[str]) -> dict[str, dict]:
     if account_registration.NAME in services:
         schedule["rotate-passwords"] = {"task": tasks.ROTATE,
                                         "schedule": settings.rotate_every_s}
+    if settings.api_clients:  # their callbacks, or, without a callback_url, none
+        schedule["callbacks"] = {"task": tasks.CALLBACKS, "schedule": CALLBACKS_EVERY_S}
     if settings.retention_days > 0:  # at night in Kazakhstan and Vietnam
         schedule["purge"] = {"task": tasks.PURGE, "schedule": crontab(minute=0, hour=21)}
     return schedule

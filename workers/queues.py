@@ -2,7 +2,8 @@
 
 Queues: `inbound` (parse and dispatch), `svc.<service>` (one per service, so a slow
 registry delays only its own service), `outbound` (the sender), `outbound.bulk`
-(clients' messages) and `replay` (batch replay of message logs).
+(clients' messages), `replay` (batch replay of message logs, and the nightly purge) and
+`callbacks` (clients' signed callbacks; served by the replay worker).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ OUTBOUND = "outbound"
 BULK = "outbound.bulk"
 # Replayed message logs, on a worker of their own (docs/replay.md).
 REPLAY = "replay"
+# Clients' callbacks: a slow client holds up only these (workers/callbacks.py).
+CALLBACKS = "callbacks"
+# The background worker's queues: batch replays, the purge, callbacks.
+BACKGROUND = f"{REPLAY},{CALLBACKS}"
 
 
 def service_queue(service: str) -> str:
@@ -32,4 +37,5 @@ def services(settings: Settings) -> list[str]:
 
 def all_queues(settings: Settings) -> list[str]:
     """Every queue name, for a worker that serves them all."""
-    return [INBOUND, *(service_queue(s) for s in services(settings)), OUTBOUND, BULK, REPLAY]
+    return [INBOUND, *(service_queue(s) for s in services(settings)), OUTBOUND, BULK, REPLAY,
+            CALLBACKS]

@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import AnyHttpUrl, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 RUNTIME_FILE = "runtime.json"
@@ -93,6 +93,9 @@ class ApiClient(BaseModel):
     extra_countries: list[str] = Field(default_factory=list, description="Countries (ISO 3166 "
                                        "alpha-2) the client may send to besides those of "
                                        "GOVSMS_REGIONS; mobile numbers only all the same")
+    callback_url: AnyHttpUrl | None = Field(
+        None, description="Where the gateway POSTs an event on each final state of the "
+                          "client's SMS, signed with its secret (README, \"Callbacks\")")
 
 
 class Tariff(BaseModel):

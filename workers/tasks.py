@@ -12,8 +12,10 @@ from typing import Any
 from celery import Celery, Task
 
 from services.errors import StoreUnavailable
+from workers import callbacks as client_callbacks
 from workers import messages, pipeline, retention
 from workers.queues import BULK, INBOUND, OUTBOUND, REPLAY
+from workers.queues import CALLBACKS as CALLBACKS_QUEUE
 from workers.status import count_retry, count_sent
 
 log = logging.getLogger(__name__)
@@ -24,9 +26,10 @@ DELIVER = "govsms.deliver"
 RECONCILE = "govsms.reconcile"
 ROTATE = "govsms.rotate_passwords"
 PURGE = "govsms.purge"
-# A purge task starts no batch after this long, and sends itself again while more is due:
-# no task outlives the visibility timeout.
-PURGE_BUDGET_S = 5.0
+CALLBACKS = "govsms.callbacks"
+# A purge or callbacks task starts no batch after this long, and sends itself again while
+# more is due: no task outlives the visibility timeout.
+BACKGROUND_BUDGET_S = 5.0
 
 # Store retries stop this long before the deadline, so "unavailable" still goes out in time.
 REPLY_RESERVE_S = 10.0
@@ -242,9 +245,23 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         before = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
         with runtime.pipeline.pool.connection() as conn:
             done = retention.purge(conn, retention.digest_key(runtime.settings.key()), before,
-                                   client=runtime.redis, budget_s=PURGE_BUDGET_S)
+                                   client=runtime.redis, budget_s=BACKGROUND_BUDGET_S)
         if done.more:
             publish(app, PURGE, [], queue=REPLAY)
+
+    @app.task(name=CALLBACKS, shared=False, bind=True, ignore_result=True)
+    def callbacks(self: Task) -> None:
+        """POST the clients' due callbacks (workers/callbacks.py)."""
+        runtime = self.app.govsms
+        with runtime.pipeline.pool.connection() as conn:
+            conn.autocommit = True  # each lease and each record its own transaction
+            try:
+                sent = client_callbacks.send_due(conn, runtime.settings.api_clients,
+                                                 runtime.http, budget_s=BACKGROUND_BUDGET_S)
+            finally:
+                conn.autocommit = False
+        if sent.more:
+            publish(app, CALLBACKS, [], queue=CALLBACKS_QUEUE)
 
     @app.task(name=RECONCILE, shared=False, bind=True, ignore_result=True)
     def reconcile(self: Task) -> None:

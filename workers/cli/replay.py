@@ -114,7 +114,7 @@ def replay(files: tuple[str, ...], mode: str | None, rate: float | None, report:
     if not task.consumers(celery):
         raise click.ClickException(
             "no worker consumes the replay queue; start one, e.g. `celery -A workers.celery_app "
-            "worker -Q replay -n replay@%h --pool threads --concurrency 2`")
+            "worker -Q replay,callbacks -n replay@%h --pool threads --concurrency 2`")
     with psycopg.connect(url, autocommit=True) as conn:
         if resume is not None:
             run = rp.get_run(conn, resume)

@@ -20,7 +20,7 @@ import httpx
 
 from workers.local import embedded
 from workers.local.supervisor import Child, Supervisor
-from workers.queues import BULK, INBOUND, OUTBOUND, REPLAY, all_queues
+from workers.queues import BACKGROUND, BULK, INBOUND, OUTBOUND, all_queues
 from workers.settings import Settings
 
 
@@ -52,7 +52,7 @@ def processes(settings: Settings) -> dict[str, list[str]]:
             found[f"worker-{queue}"] = worker(queue, queue, *threads)
     found["worker-outbound"] = worker("outbound", OUTBOUND, *threads)
     found["worker-bulk"] = worker("bulk", BULK, *threads)
-    found["worker-replay"] = worker("replay", REPLAY, "--pool", "threads",
+    found["worker-replay"] = worker("replay", BACKGROUND, "--pool", "threads",
                                     "--concurrency", "2")
     if settings.smpp_receiver:
         found["smpp-ingest"] = _python("-m", "workers.cli", "smpp-ingest")

@@ -6,6 +6,7 @@
     dead.py         dead letters: recorded, listed, replayed, described
     reports.py      what the reconciler sends again, backlog, fees, SLA, the export, bench figures
     metrics.py      the counts behind the Prometheus series
+    callbacks.py    the events API clients are called back with, leased and finished
     purge.py        personal data past retention: texts emptied, numbers masked and digested
     trace.py        what became of the messages of one phone or id (`govsms trace`)
 
