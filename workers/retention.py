@@ -7,6 +7,7 @@ that waits for no lock longer than LOCK_TIMEOUT (the pipeline keeps answering me
                         masked form and a keyed digest, `purged_at` set  (messages/purge.py)
     one-time codes      deleted, with the failed checks              (services/stores/otp.py)
     replay items        deleted; their runs keep their counts        (replay/runs.py)
+    callbacks' events   deleted                                       (messages/callbacks.py)
     Redis               the SMPP transport's notes on purged parts
 
 Kept: times, short code, service, outcome, states, parts, attempts, tariffs, receipts'
@@ -33,6 +34,7 @@ import redis
 from replies.masking import mask_digits
 from replies.sealing import derive
 from services.stores import otp
+from workers.messages import callbacks
 from workers.messages import purge as store
 from workers.replay import runs
 
@@ -52,13 +54,10 @@ class Purged:
     outbound: int = 0
     codes: int = 0
     replay_items: int = 0
+    callbacks: int = 0
     redis_keys: int = 0
     in_flight: int = 0  # older than the limit, not finished yet: left for the next run
     more: bool = False  # the budget ran out first: more is due
-
-    @property
-    def rows(self) -> int:
-        return self.inbound + self.outbound + self.codes + self.replay_items
 
 
 def digest_key(secret: str) -> bytes:
@@ -106,6 +105,7 @@ def purge(conn: psycopg.Connection, key: bytes, before: dt.datetime, *,
         ("outbound", outbound),
         ("codes", lambda c: otp.purge(c, before, batch)),
         ("replay_items", lambda c: runs.purge_items(c, before, batch)),
+        ("callbacks", lambda c: callbacks.purge(c, before, batch)),
     ]
     for name, step in steps:
         while True:
@@ -124,9 +124,9 @@ def purge(conn: psycopg.Connection, key: bytes, before: dt.datetime, *,
     if client is not None and purged_parts:
         out.redis_keys = _forget(client, purged_parts)
     log.info("purged before %s: %d inbound, %d outbound, %d codes and failed checks, "
-             "%d replay items, %d Redis keys; %d in flight left", before.isoformat(),
-             out.inbound, out.outbound, out.codes, out.replay_items, out.redis_keys,
-             out.in_flight)
+             "%d replay items, %d callbacks, %d Redis keys; %d in flight left",
+             before.isoformat(), out.inbound, out.outbound, out.codes, out.replay_items,
+             out.callbacks, out.redis_keys, out.in_flight)
     return out
 
 

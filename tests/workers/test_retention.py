@@ -113,7 +113,7 @@ def test_purge_leaves_no_number_iin_plate_or_text_and_the_same_counts(conn, data
     result = CliRunner().invoke(main, ["purge", "--older-than", "0s"])
     assert result.exit_code == 0, result.output
     assert "purged 5 inbound, 4 SMS, 2 one-time codes and failed checks, 1 replay items, " \
-           "1 Redis keys" in result.output
+           "1 callbacks, 1 Redis keys" in result.output
 
     assert [s for s in SECRETS_IN_FORMS if s in dump(database_url)] == []
     assert figures(conn) == before

@@ -42,4 +42,4 @@ def purge(older_than: str | None, dry_run: bool) -> None:
                                    client=client, progress=bar.update)
     click.echo(f"purged {done.inbound:,} inbound, {done.outbound:,} SMS, {done.codes:,} "
                f"one-time codes and failed checks, {done.replay_items:,} replay items, "
-               f"{done.redis_keys:,} Redis keys")
+               f"{done.callbacks:,} callbacks, {done.redis_keys:,} Redis keys")

@@ -60,3 +60,13 @@ def again(conn: psycopg.Connection, results: Sequence[tuple[int, dt.datetime, st
     if results:
         ids, when, errors = map(list, zip(*results, strict=True))
         conn.execute(_AGAIN, {"ids": ids, "next_at": when, "errors": errors})
+
+
+_PURGE = """
+DELETE FROM callbacks WHERE id IN (SELECT id FROM callbacks WHERE at < %s ORDER BY id LIMIT %s)
+"""
+
+
+def purge(conn: psycopg.Connection, before: dt.datetime, limit: int) -> int:
+    """Delete up to `limit` events made before `before`, sent or not; how many."""
+    return conn.execute(_PURGE, (before, limit)).rowcount
