@@ -12,8 +12,9 @@ at least once) and two headers, as Stripe's and GitHub's webhooks do:
 
 A 2xx answer is delivered; anything else (a timeout, a refusal, a 500) is tried again after
 a backoff that doubles to MAX_BACKOFF_S, for GIVE_UP_AFTER, then given up (recorded). A slow
-client holds only the callbacks worker, never a reply. No text and no number is in an event:
-ids, states and times only.
+client holds only the callbacks worker, never a reply; and a client that failed once in a
+round is not tried again in it, so one that is down costs a round one timeout, not one per
+event. No text and no number is in an event: ids, states and times only.
 """
 
 from __future__ import annotations
@@ -95,7 +96,16 @@ def send_due(conn: psycopg.Connection, clients: Mapping[str, ApiClient], http: h
             rows = store.lease_due(conn, moment, BATCH, LEASE_S)
         finished: list[tuple[int, str, int, str | None]] = []
         again: list[tuple[int, dt.datetime, str]] = []
+        later: list[tuple[int, dt.datetime]] = []  # not tried this round
+        failing: set[str] = set()  # clients that failed this round: one try each is enough
         for row in rows:
+            if until is not None and time.monotonic() > until:
+                later.append((row["id"], moment))
+                out.more = True
+                continue
+            if row["client"] in failing:
+                later.append((row["id"], moment + dt.timedelta(seconds=backoff(0))))
+                continue
             entry = clients.get(row["client"])
             if entry is None or entry.callback_url is None:
                 finished.append((row["id"], "no_callback", 0, None))
@@ -111,15 +121,14 @@ def send_due(conn: psycopg.Connection, clients: Mapping[str, ApiClient], http: h
                             row["client"], error)
             else:
                 out.failed += 1
+                failing.add(row["client"])
                 again.append((row["id"], moment + dt.timedelta(
                     seconds=backoff(row["attempts"])), error))
         with conn.transaction():
             store.done(conn, moment, finished)
             store.again(conn, again)
-        if len(rows) < BATCH:
-            return out
-        if until is not None and time.monotonic() > until:
-            out.more = True
+            store.later(conn, later)
+        if len(rows) < BATCH or out.more:
             return out
 
 

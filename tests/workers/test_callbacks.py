@@ -127,18 +127,19 @@ def test_a_receiver_that_fails_for_a_while_gets_every_event_later(conn, auto, da
     client_sms(conn, database_url)
     receiver.answers = [500, 500, 503]
     first = send(auto, receiver.url)
-    assert (first.delivered, first.failed) == (0, 2)
-    # Not before its backoff; then again, until taken.
-    assert send(auto, receiver.url).delivered == 0
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
-    again = send(auto, receiver.url, now=later)
-    assert (again.delivered, again.failed) == (1, 1)
-    assert send(auto, receiver.url, now=later + dt.timedelta(minutes=5)).delivered == 1
+    # One try for a failing client a round: its other event waits, untried.
+    assert (first.delivered, first.failed, len(receiver.got)) == (0, 1, 1)
+    assert send(auto, receiver.url).delivered == 0  # nothing before its backoff
+    now, rounds = dt.datetime.now(dt.UTC), 1
+    while auto.execute("SELECT count(*) FROM callbacks WHERE done_at IS NULL").fetchone()[0]:
+        now, rounds = now + dt.timedelta(minutes=5), rounds + 1
+        send(auto, receiver.url, now=now)
+        assert rounds < 10
     ids = [e["id"] for e in receiver.events()]
     assert len(ids) == 5 and len(set(ids)) == 2  # each repeat with its event's own id
     rows = auto.execute("SELECT outcome, attempts FROM callbacks WHERE client = 'portal' "
                         "ORDER BY id").fetchall()
-    assert rows == [("delivered", 3), ("delivered", 2)]
+    assert rows == [("delivered", 4), ("delivered", 1)]
     # A day of failures, then given up, recorded.
     receiver.answers = [500] * 10
     auto.execute("UPDATE callbacks SET done_at = NULL, outcome = NULL, at = now() - "

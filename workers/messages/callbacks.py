@@ -39,6 +39,20 @@ WHERE c.id = r.id
 """
 
 
+_LATER = """
+UPDATE callbacks c SET next_at = r.next_at
+FROM unnest(%(ids)s::bigint[], %(next_at)s::timestamptz[]) AS r(id, next_at)
+WHERE c.id = r.id
+"""
+
+
+def later(conn: psycopg.Connection, results: Sequence[tuple[int, dt.datetime]]) -> None:
+    """Events not tried this time, due again then: (id, when); no attempt counted."""
+    if results:
+        ids, when = map(list, zip(*results, strict=True))
+        conn.execute(_LATER, {"ids": ids, "next_at": when})
+
+
 def lease_due(conn: psycopg.Connection, now: dt.datetime, limit: int,
               lease_s: float) -> list[dict]:
     """Up to `limit` due events, leased for `lease_s`, with what their body needs."""
