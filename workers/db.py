@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 
 import psycopg
@@ -21,6 +23,18 @@ _LOCK = "SELECT pg_advisory_lock(hashtext('govsms.migrate'))"
 _UNLOCK = "SELECT pg_advisory_unlock(hashtext('govsms.migrate'))"
 _APPLIED = "SELECT version FROM schema_migrations"
 _RECORD = "INSERT INTO schema_migrations (version) VALUES (%s)"
+
+
+@contextmanager
+def autocommit(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    """A pooled connection on which each statement, or `conn.transaction()` block, commits
+    by itself; handed back to the pool as it came, with nothing left open."""
+    with pool.connection() as conn:
+        conn.autocommit = True
+        try:
+            yield conn
+        finally:
+            conn.autocommit = False
 
 
 def migrations() -> list[tuple[str, str]]:

@@ -31,7 +31,7 @@ from services import account_registration
 from services.errors import StoreUnavailable
 from services.handler import BatchHandler, Request
 from services.registry import Registry
-from workers import messages
+from workers import db, messages
 from workers.logs import correlation
 from workers.suppression import ANSWER, TOO_MANY, Guard
 
@@ -288,20 +288,16 @@ def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: lis
     out = Delivered()
     until = time.monotonic() + budget_s
     window = max(1, getattr(transport, "window", 1))
-    with pool.connection() as conn:
-        conn.autocommit = True  # each record below is one statement: its own transaction
-        try:
-            claimed, out.busy = messages.claim_many(conn, ids, stale_s)
-            for n in range(0, len(claimed), window):
-                if n and time.monotonic() > until:  # a slow link must not hold a batch past
-                    out.later = [c.id for c in claimed[n:]]  # its time limit
-                    messages.unclaim(conn, out.later)
-                    break
-                chunk = claimed[n:n + window]
-                texts = [_sms(sealer, part) for part in chunk]
-                _record(conn, chunk, texts, send_many(transport, texts), out)
-        finally:
-            conn.autocommit = False
+    with db.autocommit(pool) as conn:  # each record below is one statement: its own commit
+        claimed, out.busy = messages.claim_many(conn, ids, stale_s)
+        for n in range(0, len(claimed), window):
+            if n and time.monotonic() > until:  # a slow link must not hold a batch past
+                out.later = [c.id for c in claimed[n:]]  # its time limit
+                messages.unclaim(conn, out.later)
+                break
+            chunk = claimed[n:n + window]
+            texts = [_sms(sealer, part) for part in chunk]
+            _record(conn, chunk, texts, send_many(transport, texts), out)
     return out
 
 

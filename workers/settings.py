@@ -261,6 +261,13 @@ class Settings(BaseSettings):
         _check(f"GOVSMS_{name.upper()} (unset, so {path})", value)
         return value
 
+    def quota(self, client: str) -> tuple[int, int]:
+        """The messages and SMS parts `client` may send a day: its own, else the defaults."""
+        entry = self.api_clients[client]
+        return (self.api_messages_per_day if entry.messages_per_day is None
+                else entry.messages_per_day,
+                self.api_parts_per_day if entry.parts_per_day is None else entry.parts_per_day)
+
     def secret(self) -> str:
         """The bridge secret: configured, or read from the data dir."""
         return self._generated("bridge_secret")

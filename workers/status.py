@@ -107,15 +107,11 @@ def client_figures(conn: psycopg.Connection, client: redis.Redis, settings: Sett
         name, _, reason = field.decode().partition(":")
         refused.setdefault(name, {})[reason] = int(n)
     figures = []
-    for name, entry in sorted(settings.api_clients.items()):
+    for name in sorted(settings.api_clients):
         messages, parts, before = usage.get(name, (0, 0, 0))
-        figures.append(ClientFigures(
-            name, messages, parts,
-            entry.messages_per_day if entry.messages_per_day is not None
-            else settings.api_messages_per_day,
-            entry.parts_per_day if entry.parts_per_day is not None
-            else settings.api_parts_per_day,
-            refused.get(name, {}), hour.get(name, 0), before / (USUAL_DAYS * 24)))
+        figures.append(ClientFigures(name, messages, parts, *settings.quota(name),
+                                     refused.get(name, {}), hour.get(name, 0),
+                                     before / (USUAL_DAYS * 24)))
     return figures
 
 
@@ -137,7 +133,7 @@ class GatewayCollector(Collector):
     """Prometheus metrics computed at scrape time from PostgreSQL and Redis."""
 
     def __init__(self, pool: ConnectionPool, client: redis.Redis, queues: Sequence[str],
-                 settings: Settings | None = None) -> None:
+                 settings: Settings) -> None:
         self._pool, self._redis, self._queues = pool, client, queues
         self._settings = settings
 
@@ -167,8 +163,7 @@ class GatewayCollector(Collector):
                                              "answered, by reason", labels=["reason"])
             for reason, n in metrics.suppressed(conn):
                 suppressed.add_metric([reason], n)
-            api = ([] if self._settings is None else
-                   client_figures(conn, self._redis, self._settings, dt.datetime.now(dt.UTC)))
+            api = client_figures(conn, self._redis, self._settings, dt.datetime.now(dt.UTC))
         yield from (inbound, replies, latency, dead_letters, suppressed)
         yield from _client_series(api)
         yield CounterMetricFamily("govsms_sla_breaches", "SMS sent after their deadline",

@@ -13,7 +13,7 @@ from celery import Celery, Task
 
 from services.errors import StoreUnavailable
 from workers import callbacks as client_callbacks
-from workers import messages, pipeline, retention
+from workers import db, messages, pipeline, retention
 from workers.queues import BULK, INBOUND, OUTBOUND, REPLAY
 from workers.queues import CALLBACKS as CALLBACKS_QUEUE
 from workers.status import count_retry, count_sent
@@ -243,7 +243,7 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         if days <= 0:
             return
         before = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
-        with runtime.pipeline.pool.connection() as conn:
+        with db.autocommit(runtime.pipeline.pool) as conn:  # each batch its own transaction
             done = retention.purge(conn, retention.digest_key(runtime.settings.key()), before,
                                    client=runtime.redis, budget_s=BACKGROUND_BUDGET_S)
         if done.more:
@@ -253,13 +253,9 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
     def callbacks(self: Task) -> None:
         """POST the clients' due callbacks (workers/callbacks.py)."""
         runtime = self.app.govsms
-        with runtime.pipeline.pool.connection() as conn:
-            conn.autocommit = True  # each lease and each record its own transaction
-            try:
-                sent = client_callbacks.send_due(conn, runtime.settings.api_clients,
-                                                 runtime.http, budget_s=BACKGROUND_BUDGET_S)
-            finally:
-                conn.autocommit = False
+        with db.autocommit(runtime.pipeline.pool) as conn:  # each lease, each record
+            sent = client_callbacks.send_due(conn, runtime.settings.api_clients,
+                                             runtime.http, budget_s=BACKGROUND_BUDGET_S)
         if sent.more:
             publish(app, CALLBACKS, [], queue=CALLBACKS_QUEUE)
 

@@ -131,11 +131,7 @@ def _recipient(api: ClientApi, client: str, raw: str) -> str:
 def _charge(api: ClientApi, conn: psycopg.Connection, client: str, parts: int,
             now: dt.datetime) -> None:
     """Count a message to the client's day; past its quota, 429 (the transaction undoes it)."""
-    entry, settings = api.settings.api_clients[client], api.settings
-    max_messages = (entry.messages_per_day if entry.messages_per_day is not None
-                    else settings.api_messages_per_day)
-    max_parts = (entry.parts_per_day if entry.parts_per_day is not None
-                 else settings.api_parts_per_day)
+    max_messages, max_parts = api.settings.quota(client)
     day = now.astimezone(dt.UTC).date()
     sent, parts_sent = clients.charge(conn, client, day, parts)
     if sent > max_messages or parts_sent > max_parts:

@@ -32,16 +32,15 @@ SELECT count(*) FILTER (WHERE state = 'sent' AND sent_at > deadline),
 FROM outbound
 """
 _DEAD = "SELECT task, count(*) FROM dead_letters GROUP BY task"
-_SUPPRESSED = "SELECT reason, count(*) FROM suppressions GROUP BY reason"
+_SUPPRESSED = """
+SELECT reason, count(*) FROM suppressions WHERE created_at >= %s GROUP BY reason ORDER BY 2 DESC
+"""
 # A client's own SMS (no service of ours wrote them), parts, since a recent time: the
 # unpurged rows' index finds them.
 _CLIENT_PARTS = """
 SELECT client, count(*) FROM outbound
 WHERE purged_at IS NULL AND created_at >= %s AND client IS NOT NULL AND service IS NULL
 GROUP BY client
-"""
-_SUPPRESSED_SINCE = """
-SELECT reason, count(*) FROM suppressions WHERE created_at >= %s GROUP BY reason ORDER BY 2 DESC
 """
 
 
@@ -74,9 +73,8 @@ def dead_by_task(conn: psycopg.Connection) -> list[tuple[str, int]]:
 
 def suppressed(conn: psycopg.Connection, since: dt.datetime | None = None) -> list[tuple[str, int]]:
     """MOs recorded and never answered, by reason: (reason, count), all or `since` then."""
-    if since is None:
-        return conn.execute(_SUPPRESSED).fetchall()
-    return conn.execute(_SUPPRESSED_SINCE, (since,)).fetchall()
+    return conn.execute(_SUPPRESSED, (since or dt.datetime.min.replace(tzinfo=dt.UTC),)
+                        ).fetchall()
 
 
 def client_parts(conn: psycopg.Connection, since: dt.datetime) -> dict[str, int]:

@@ -302,17 +302,15 @@ _PARTS_OF = """
 SELECT o.id, o.part, o.parts, o.sender, o.recipient, o.state, o.attempts, o.created_at,
        o.sent_at, o.delivery, o.delivery_at, o.purged_at IS NOT NULL AS purged
 FROM outbound o
-WHERE o.dedupe_key = (SELECT dedupe_key FROM outbound WHERE id = %(first)s AND part = 1
-                        AND client = %(client)s AND service IS NOT DISTINCT FROM %(service)s)
-   OR o.dedupe_key = %(key)s AND o.client = %(client)s
+WHERE o.client = %(client)s AND o.dedupe_key = coalesce(%(key)s, (
+    SELECT dedupe_key FROM outbound WHERE id = %(first)s AND part = 1 AND service IS NULL))
 ORDER BY o.part
 """
 
 
 def client_parts(conn: psycopg.Connection, client: str, *, first: int | None = None,
-                 key: str | None = None, service: str | None = None) -> list[dict]:
-    """The parts of the SMS `client` sent, found by its first part's id (with `service`,
-    None for its own messages) or by its key; none when it is another's or no SMS."""
+                 key: str | None = None) -> list[dict]:
+    """The parts of the SMS `client` sent, found by its key, or for a message of its own
+    by its first part's id; none when it is another's or no SMS."""
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        return cur.execute(_PARTS_OF, {"first": first, "key": key, "client": client,
-                                       "service": service}).fetchall()
+        return cur.execute(_PARTS_OF, {"first": first, "key": key, "client": client}).fetchall()
