@@ -31,7 +31,7 @@ LOCAL_REDIS = "redis://127.0.0.1:6379"
 TABLES = ("dead_letters", "outbound", "inbound", "mbg.subscribers", "persons.individuals",
           "housing.queue", "vehicles.inspections", "kindergarten.queue", "accounts.citizens",
           "otp.codes", "receipts", "otp.failures", "mbg.changes", "api.usage", "api.idempotency",
-          "suppressions", "callbacks")
+          "suppressions", "callbacks", "audit", "operator_sessions")
 
 
 def _postgres_answers(url: str) -> bool:

@@ -54,6 +54,22 @@ class InsecureSecret(SystemExit):
         self.rule = rule
 
 
+class NotAHash(SystemExit):
+    """An operator's password configured where its argon2id hash belongs: stops the process,
+    naming the variable, never the value."""
+
+    def __init__(self, variable: str) -> None:
+        super().__init__(f"govsms: refusing to start: {variable} is not an argon2id hash; "
+                         "`govsms operator add NAME --print` makes one")
+
+
+def check_password_hash(variable: str, value: str) -> None:
+    """Raise NotAHash unless `value` has the form of an argon2id hash (`$argon2id$v=19$...`)."""
+    fields = value.split("$")
+    if len(fields) != 6 or fields[1] != "argon2id" or not all(fields[2:]):
+        raise NotAHash(variable)
+
+
 def secret_problem(value: str) -> str | None:
     """Why `value` may not serve as a secret (empty, placeholder, short), or None if it may."""
     stripped = value.strip()
@@ -191,6 +207,18 @@ class Settings(BaseSettings):
                                                                 "generated into DATA_DIR")
     flower_host: str = Field("127.0.0.1", description="Flower's listen address")
     flower_port: int = Field(5555, description="Flower's port")
+    console_host: str = Field("127.0.0.1", description="The operators' console's listen address")
+    console_port: int = Field(8090, description="The operators' console's port")
+    console_session_s: int = Field(8 * 3600, ge=60, description="Seconds an operator's "
+                                   "console session lasts after sign-in")
+    console_secure_cookie: bool = Field(False, description="Mark the console's cookies Secure: "
+                                        "set it when the console is served over HTTPS (a TLS "
+                                        "proxy in front), never on plain HTTP")
+    operators: dict[str, SecretStr] = Field(
+        default_factory=dict, description='Operators of the console (JSON): {"aigerim": '
+        '"$argon2id$v=19$..."}, argon2id hashes (`govsms operator add NAME --print` makes '
+        'one), never passwords; added to those in DATA_DIR/operators.json, which `govsms '
+        'operator add NAME` writes')
     flower_control: bool = Field(False, description="Flower may send tasks and control workers "
                                                     "(rate limits, consumers, shutdown); off: "
                                                     "monitoring only")
@@ -230,6 +258,8 @@ class Settings(BaseSettings):
                     _check(f"GOVSMS_{name.upper()} (unset, so {self.data_dir / name})", stored)
         for client, config in self.api_clients.items():
             _check(f"GOVSMS_API_CLIENTS[{client!r}].secret", config.secret.get_secret_value())
+        for name, hashed in self.operators.items():
+            check_password_hash(f"GOVSMS_OPERATORS[{name!r}]", hashed.get_secret_value())
         return self
 
     @property

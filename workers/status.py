@@ -20,8 +20,9 @@ from prometheus_client.registry import Collector
 from psycopg_pool import ConnectionPool
 
 from services.stores import clients
-from workers.messages import dead, metrics
+from workers.messages import dead, metrics, reports
 from workers.messages.metrics import LATENCY_BUCKETS
+from workers.queues import all_queues
 from workers.settings import Settings
 
 RETRIES_KEY = "govsms:metrics:retries"
@@ -113,6 +114,40 @@ def client_figures(conn: psycopg.Connection, client: redis.Redis, settings: Sett
                                      refused.get(name, {}), hour.get(name, 0),
                                      before / (USUAL_DAYS * 24)))
     return figures
+
+
+@dataclass(frozen=True, slots=True)
+class Picture:
+    """The SLA picture: what `govsms status` prints and the console's first page shows."""
+
+    at: dt.datetime
+    queues: dict[str, int]
+    workers: list[str]
+    sent: int  # SMS created in the last hour and sent...
+    in_time: int  # ...of them, within their deadline
+    overdue: int  # still queued past it
+    dead_letters: int  # not replayed
+    suppressed: list[tuple[str, int]]  # last hour, by reason
+    sent_per_minute: list[tuple[dt.datetime, int]]  # last hour; minutes with none left out
+    clients: list[ClientFigures]
+
+    @property
+    def in_time_share(self) -> float | None:
+        """Share of the last hour's SMS sent within their deadline (None: none sent)."""
+        return self.in_time / self.sent if self.sent else None
+
+
+def picture(conn: psycopg.Connection, client: redis.Redis, celery: Celery, settings: Settings,
+            now: dt.datetime) -> Picture:
+    """The SLA picture now: PostgreSQL's counts, Redis's queues, the workers that answer."""
+    hour_ago = now - dt.timedelta(hours=1)
+    sent, in_time, overdue = reports.sla(conn, hour_ago, now)
+    return Picture(at=now, queues=queue_depths(client, all_queues(settings)),
+                   workers=workers_alive(celery), sent=sent, in_time=in_time, overdue=overdue,
+                   dead_letters=dead.open_dead_letters(conn),
+                   suppressed=metrics.suppressed(conn, hour_ago),
+                   sent_per_minute=metrics.sent_per_minute(conn, hour_ago),
+                   clients=client_figures(conn, client, settings, now))
 
 
 def queue_depths(client: redis.Redis, queues: Sequence[str]) -> dict[str, int]:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from celery import Celery, Task
 
 from services.errors import StoreUnavailable
@@ -164,6 +165,28 @@ def publish(app: Celery, task: str, args: list, *, queue: str, countdown: float 
         log.warning("%s for %s recorded but not enqueued (%s): the reconciler takes it",
                     task, args[-1] if args else "(nothing)", type(error).__name__)
         return False
+
+
+def replay_dead_letters(app: Celery, conn: psycopg.Connection,
+                        dead_letter_id: int | None = None) -> tuple[int, int, int] | None:
+    """Queue one dead letter again (or every open one): the inbound message received again
+    as a new message, the failed SMS sent again. (dead letters, messages received again, SMS
+    queued again); None when there is no such dead letter. Committed before it enqueues, so
+    a worker finds what it is handed; what the broker drops the reconciler takes."""
+    letters = messages.dead_letters(conn, dead_letter_id=dead_letter_id)
+    if not letters and dead_letter_id is not None:
+        return None
+    queued: dict[str, list[int]] = {"inbound": [], "outbound": []}
+    with conn.transaction():
+        for letter in letters:
+            replayed = messages.replay_dead_letter(conn, letter)
+            if replayed:
+                queued[replayed[0]].append(replayed[1])
+    if queued["inbound"]:
+        publish(app, DISPATCH, [queued["inbound"]], queue=INBOUND)
+    if queued["outbound"]:
+        publish(app, DELIVER, [queued["outbound"]], queue=OUTBOUND)
+    return len(letters), len(queued["inbound"]), len(queued["outbound"])
 
 
 def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue: str) -> None:

@@ -23,7 +23,7 @@ import psycopg
 
 from parsers import KeywordIndex
 from replies.masking import mask_numbers, mask_plate
-from workers import retention
+from workers import audit, retention
 from workers.messages import trace as store
 
 _PART_TIMES = ("created_at", "claimed_at", "sent_at", "delivery_at")
@@ -55,6 +55,21 @@ def phone_forms(raw: str, regions: Iterable[str]) -> list[str]:
             if e164 not in forms:
                 forms.append(e164)
     return forms
+
+
+def asked(query: Query, key: str, regions: Iterable[str]) -> tuple[str, audit.Phone | None]:
+    """What `query` asks, as the audit trail writes it down: numbers masked, a phone as its
+    masked form and keyed digest (that of its first form in the senders' countries)."""
+    if query.phone is not None:
+        forms = phone_forms(query.phone, regions)
+        phone = retention.masker(retention.digest_key(key))(forms[0]) if forms else None
+        since = f" since {query.since:%Y-%m-%d %H:%M}" if query.since else ""
+        return f"phone {phone[0] if phone else '(not a number)'}{since}", phone
+    if query.outbound is not None:
+        return f"outbound {query.outbound}", None
+    if query.external is not None:
+        return f"external {query.external[0]}:{mask_numbers(query.external[1])}", None
+    return f"inbound {query.inbound}", None
 
 
 def timelines(conn: psycopg.Connection, index: KeywordIndex, key: str, query: Query,

@@ -6,19 +6,13 @@ from __future__ import annotations
 import json
 import re
 
-import psycopg
 import pytest
 from click.testing import CliRunner
 
-from replies.transports.fake import MemoryTransport
 from tests.support.keys import KEY
-from tests.support.personas import add_persona
-from tests.support.pipeline import make_pipeline, receive
-from workers import messages, pipeline
+from tests.support.traces import IIN, UNMASKED, made
+from workers import audit, messages
 from workers.cli import main
-
-CITIZEN, IIN = "+77019990001", "880102300452"
-UNMASKED = re.compile(r"(?<![\w-])\+?\d{10,15}(?![\w-])")
 
 
 @pytest.fixture
@@ -26,45 +20,6 @@ def env(monkeypatch, database_url, tmp_path):
     monkeypatch.setenv("GOVSMS_DATABASE_URL", database_url)
     monkeypatch.setenv("GOVSMS_SECRET_KEY", KEY)
     monkeypatch.setenv("GOVSMS_DATA_DIR", str(tmp_path))
-
-
-def made(conn: psycopg.Connection, database_url: str) -> dict[str, int]:
-    """One message of each kind from CITIZEN, by kind: the inbound id (an SMS's part id)."""
-    add_persona(conn, phone=CITIZEN, iin=IIN, housing=17)
-    p = make_pipeline(database_url)
-    kinds = {"answered": "4", "not_found": "hello", "delivered": "5 " + IIN,
-             "undeliverable": "Техосмотр 123ABC01", "flagged": "hello again",
-             "dead": "4 " + IIN, "suppressed": "x"}
-    ids = {kind: receive(conn, text, sender=CITIZEN, external_id=kind)
-           for kind, text in kinds.items()}
-    conn.execute("UPDATE inbound SET sender = 'BEELINE' WHERE id = %s", (ids["suppressed"],))
-    try:
-        live = [i for kind, i in ids.items() if kind != "dead"]
-        routed = pipeline.dispatch(p, live)
-        queued = list(routed.outbound)
-        for service, service_ids in routed.services.items():
-            queued += pipeline.answer(p, service, service_ids)
-        messages.add_dead_letter(conn, task="answer", inbound_id=ids["dead"],
-                                 reason="KeyError in housing_queue")
-        conn.execute("UPDATE inbound SET state = 'dead' WHERE id = %s", (ids["dead"],))
-        [letter] = messages.dead_letters(conn)
-        _, replayed = messages.replay_dead_letter(conn, letter)
-        queued += pipeline.dispatch(p, [replayed]).outbound
-        queued += pipeline.answer(p, "housing_queue", [replayed])
-        notice, _ = messages.add_notice(conn, key="n1", sender="EGOV", recipient=CITIZEN,
-                                        client="portal", parts=pipeline.to_parts("Gotovo"),
-                                        deadline=letter.created_at)
-        pipeline.deliver(p.pool, MemoryTransport(), p.sealer, [*queued, *notice])
-    finally:
-        p.pool.close()
-    part = {kind: conn.execute("SELECT id FROM outbound WHERE inbound_id = %s",
-                               (ids[kind],)).fetchone()[0]
-            for kind in ("delivered", "undeliverable", "flagged")}
-    messages.record_deliveries(conn, [(part["delivered"], "delivered"),
-                                      (part["undeliverable"], "undeliverable")])
-    conn.execute("UPDATE outbound SET possible_duplicate = true, attempts = 2 WHERE id = %s",
-                 (part["flagged"],))
-    return {**ids, "replayed": replayed, "notice": notice[0]}
 
 
 def trace(*args: str) -> str:
@@ -123,3 +78,16 @@ def test_one_query_at_a_time_and_a_number_it_knows():
     assert CliRunner().invoke(main, ["trace"]).exit_code == 2
     assert CliRunner().invoke(main, ["trace", "+77019990001", "--inbound", "1"]).exit_code == 2
     assert CliRunner().invoke(main, ["trace", "--external", "nolink"]).exit_code == 2
+
+
+def test_each_search_is_written_to_the_audit_trail_without_the_number(conn, database_url,
+                                                                       env):
+    ids = made(conn, database_url)
+    trace("8 (701) 999-00-01")
+    trace("--inbound", str(ids["answered"]))
+    by_id, by_phone = audit.entries(conn)
+    assert (by_phone.action, by_id.action) == ("search", "search")
+    assert by_phone.operator.startswith("cli:") and by_phone.asked.startswith("phone +7701***0001 since ")
+    assert by_phone.phone_masked == "+7701***0001" and len(by_phone.phone_digest) == 32
+    assert (by_id.asked, by_id.phone_digest) == (f"inbound {ids['answered']}", None)
+    assert "9990001" not in repr(audit.entries(conn))

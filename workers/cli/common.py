@@ -1,9 +1,11 @@
 """What the `govsms` commands share: the message store's URL, or a usage error without one;
-an age as operators write it."""
+an age as operators write it; who the audit says asked."""
 
 from __future__ import annotations
 
 import datetime as dt
+import getpass
+import os
 import re
 
 import click
@@ -29,3 +31,11 @@ def age(value: str) -> dt.timedelta:
     if found is None:
         raise click.BadParameter(f"{value!r}: a whole number and a unit, s m h or d (30d)")
     return dt.timedelta(seconds=int(found[1]) * _UNITS[found[2]])
+
+
+def cli_operator() -> str:
+    """Who runs this command, as the audit trail names them: `cli:` and the system user."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name and no passwd entry (a bare container)
+        return f"cli:uid {os.getuid()}"

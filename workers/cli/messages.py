@@ -11,7 +11,7 @@ import uuid
 import click
 import httpx
 
-from workers.cli.common import database_url
+from workers.cli.common import cli_operator, database_url
 from workers.settings import load_settings
 
 SEALED_NOTE = "(sent: the reply carries a password or code, shown on the citizen's phone only)"
@@ -80,41 +80,37 @@ def status() -> None:
     import psycopg
     import redis
 
-    from workers import messages
     from workers import status as ops
     from workers.app import create_app
-    from workers.messages import metrics
-    from workers.queues import all_queues
 
     settings = load_settings()
     if not settings.redis_url or not settings.database_url:
         raise click.ClickException(ops.NO_GATEWAY.format(data_dir=settings.data_dir))
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
-    now = dt.datetime.now(dt.UTC)
     try:
-        with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
-            sent, in_time, overdue = messages.sla(conn, now - dt.timedelta(hours=1), now)
-            dead = messages.open_dead_letters(conn)
-            suppressed = metrics.suppressed(conn, now - dt.timedelta(hours=1))
-            api_clients = ops.client_figures(conn, client, settings, now)
         client.ping()
+        with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
+            now = ops.picture(conn, client, create_app(settings), settings,
+                              dt.datetime.now(dt.UTC))
     except (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise click.ClickException(f"the gateway's servers do not answer ({first}); "
                                    + ops.NO_GATEWAY.format(data_dir=settings.data_dir)) from None
     click.echo("queues:")
-    for queue, depth in ops.queue_depths(client, all_queues(settings)).items():
+    for queue, depth in now.queues.items():
         click.echo(f"  {queue:<28}{depth:>8}")
-    alive = ops.workers_alive(create_app(settings))
-    click.echo(f"workers alive: {len(alive)}" + "".join(f"\n  {name}" for name in alive))
-    share = f"{100 * in_time / sent:.2f}%" if sent else "no SMS sent"
-    click.echo(f"SLA, last hour: {share} of {sent} sent within their deadline; "
-               f"{overdue} queued past it")
-    click.echo(f"dead letters not replayed: {dead}")
-    reasons = ", ".join(f"{reason} {n}" for reason, n in suppressed)
-    click.echo(f"suppressed, last hour: {sum(n for _, n in suppressed)}"
+    click.echo(f"workers alive: {len(now.workers)}" + "".join(f"\n  {n}" for n in now.workers))
+    share = "no SMS sent" if now.in_time_share is None else f"{100 * now.in_time_share:.2f}%"
+    click.echo(f"SLA, last hour: {share} of {now.sent} sent within their deadline; "
+               f"{now.overdue} queued past it")
+    click.echo(f"dead letters not replayed: {now.dead_letters}")
+    last = now.sent_per_minute[-1][1] if now.sent_per_minute else 0
+    click.echo(f"sent per minute, last hour: {sum(n for _, n in now.sent_per_minute) / 60:.1f} "
+               f"on average, {last} in the latest minute with any")
+    reasons = ", ".join(f"{reason} {n}" for reason, n in now.suppressed)
+    click.echo(f"suppressed, last hour: {sum(n for _, n in now.suppressed)}"
                + (f" ({reasons})" if reasons else ""))
-    for f in api_clients:
+    for f in now.clients:
         refused = ", ".join(f"{reason} {n}" for reason, n in sorted(f.refused.items()))
         click.echo(f"client {f.name}: {f.messages_today:,} of {f.max_messages:,} messages and "
                    f"{f.parts_today:,} of {f.max_parts:,} parts today; refused: "
@@ -178,34 +174,24 @@ def dead_letters_replay(dead_letter_id: int | None, replay_all: bool) -> None:
     """Queue a dead letter (or all open ones) again through the pipeline."""
     import psycopg
 
-    from workers import messages
+    from workers import audit
     from workers.app import create_app
-    from workers.queues import INBOUND, OUTBOUND
-    from workers.tasks import DELIVER, DISPATCH
+    from workers.tasks import replay_dead_letters
 
     if replay_all == (dead_letter_id is not None):
         raise click.UsageError("give a dead letter id, or --all")
-    settings = load_settings()
-    celery = create_app(settings)
-    queued = {"inbound": [], "outbound": []}
-    with psycopg.connect(database_url()) as conn:
-        letters = messages.dead_letters(conn, dead_letter_id=dead_letter_id)
-        if not letters and replay_all:
-            click.echo("no open dead letters")
-            return
-        if not letters:
+    celery = create_app(load_settings())
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        done = replay_dead_letters(celery, conn, dead_letter_id)
+        if done is None:
             raise click.ClickException(f"no dead letter {dead_letter_id}")
-        for letter in letters:
-            replayed = messages.replay_dead_letter(conn, letter)
-            if replayed:
-                queued[replayed[0]].append(replayed[1])
-        conn.commit()
-    if queued["inbound"]:
-        celery.send_task(DISPATCH, args=[queued["inbound"]], queue=INBOUND)
-    if queued["outbound"]:
-        celery.send_task(DELIVER, args=[queued["outbound"]], queue=OUTBOUND)
-    click.echo(f"replayed {len(letters)} dead letters: {len(queued['inbound'])} messages "
-               f"received again, {len(queued['outbound'])} SMS queued again")
+        audit.record(conn, cli_operator(), "replay_all" if replay_all else "replay",
+                     f"{done[0]} dead letters" if replay_all else f"dead letter {dead_letter_id}")
+    if replay_all and not done[0]:
+        click.echo("no open dead letters")
+        return
+    click.echo(f"replayed {done[0]} dead letters: {done[1]} messages received again, "
+               f"{done[2]} SMS queued again")
 
 
 @click.group()

@@ -1,4 +1,5 @@
-"""`govsms run`, `ingest`, `smpp-ingest` and `flower`: the commands that start the processes."""
+"""`govsms run`, `ingest`, `smpp-ingest`, `flower` and `console`: the commands that start the
+processes."""
 
 from __future__ import annotations
 
@@ -65,3 +66,24 @@ def flower() -> None:
     from workers.flower import serve
 
     serve(load_settings())
+
+
+@click.command()
+def console() -> None:
+    """The operators' console (GOVSMS_CONSOLE_HOST:GOVSMS_CONSOLE_PORT, 127.0.0.1:8090): sign
+    in as an operator (`govsms operator add NAME`), search, dead letters, audit."""
+    import uvicorn
+
+    from workers.console.app import create_app
+    from workers.ingest.door import protocol_class
+
+    settings = load_settings()
+    logs.configure(settings.log_level, settings.log_format)
+    if not settings.redis_url or not settings.database_url:
+        raise click.ClickException("no gateway to watch: start `govsms run`, or set "
+                                   "GOVSMS_REDIS_URL and GOVSMS_DATABASE_URL")
+    # No access log (a page's path holds message ids, enough); headers must come in time.
+    uvicorn.Server(uvicorn.Config(
+        create_app(settings), host=settings.console_host, port=settings.console_port,
+        access_log=False, log_config=None, ws="none", proxy_headers=False,
+        http=protocol_class(settings.http_header_timeout_s, 16 * 1024))).run()

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from workers.cli.common import age, database_url
+from workers.cli.common import age, cli_operator, database_url
 from workers.settings import load_settings
 
 
@@ -29,6 +29,7 @@ def trace(phone: str | None, inbound: int | None, outbound: int | None, external
 
     from parsers import KeywordIndex
     from services.registry import default_registry
+    from workers import audit
     from workers import trace as timeline
 
     given = [x for x in (phone, inbound, outbound, external) if x is not None]
@@ -48,7 +49,9 @@ def trace(phone: str | None, inbound: int | None, outbound: int | None, external
         raise click.BadParameter("not a phone number of the senders' countries",
                                  param_hint="PHONE")
     index = KeywordIndex.build(default_registry(), settings.shortcodes)
-    with psycopg.connect(database_url()) as conn:
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        audit.record(conn, cli_operator(), "search",
+                     *timeline.asked(query, settings.key(), settings.regions.values()))
         items = timeline.timelines(conn, index, settings.key(), query, settings.regions.values())
     click.echo(json.dumps(items, ensure_ascii=False, indent=2) if as_json
                else timeline.render(items))

@@ -42,6 +42,14 @@ SELECT client, count(*) FROM outbound
 WHERE purged_at IS NULL AND created_at >= %s AND client IS NOT NULL AND service IS NULL
 GROUP BY client
 """
+# Sent in the last hour, by minute: recent rows are never purged, so their index finds them
+# (what was created more than an hour before it was sent is past any deadline anyway).
+_SENT_PER_MINUTE = """
+SELECT date_trunc('minute', sent_at), count(*) FROM outbound
+WHERE purged_at IS NULL AND created_at >= %(since)s - interval '1 hour'
+  AND state = 'sent' AND sent_at >= %(since)s
+GROUP BY 1 ORDER BY 1
+"""
 
 
 def routed(conn: psycopg.Connection) -> list[tuple[str, str, int]]:
@@ -80,3 +88,8 @@ def suppressed(conn: psycopg.Connection, since: dt.datetime | None = None) -> li
 def client_parts(conn: psycopg.Connection, since: dt.datetime) -> dict[str, int]:
     """SMS parts each API client sent of its own since `since` (codes not counted)."""
     return dict(conn.execute(_CLIENT_PARTS, (since,)).fetchall())
+
+
+def sent_per_minute(conn: psycopg.Connection, since: dt.datetime) -> list[tuple[dt.datetime, int]]:
+    """SMS parts sent since `since`, by minute: (the minute, count), minutes with none left out."""
+    return conn.execute(_SENT_PER_MINUTE, {"since": since}).fetchall()
