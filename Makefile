@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test faults bench dashboard install servers peers constraints clean
+.PHONY: run test faults bench dashboard console-shot install servers peers constraints clean
 
 run: install servers
 	$(VENV)/bin/govsms run --demo
@@ -25,6 +25,11 @@ bench: install servers peers
 # The Grafana dashboard drawn from a short run scraped by Prometheus: docs/dashboard.png.
 dashboard: install servers peers
 	$(PY) -m bench.dashboard
+
+# The operators' console as headless Chromium shows it, signed in, a search answered:
+# docs/console.png (the browser test, saving its screenshot).
+console-shot: install servers peers
+	GOVSMS_CONSOLE_SHOT=$(CURDIR)/docs/console.png $(PY) -m pytest -q tests/e2e/test_console_browser.py
 
 install: $(STAMP)
 

@@ -159,7 +159,7 @@ def gateway(*, redis_url: str | None = None, database_url: str | None = None,
         started = time.monotonic()
         env = local_gateway.child_env(settings, carry_secrets=True)
         local_gateway.start(settings, logs, local_gateway.supervised(supervisor, logs, env),
-                            skip=("beat", "flower", "smpp-ingest"))
+                            skip=("beat", "flower", "console", "smpp-ingest"))
         roots.update((child.name, child.process.pid) for child in supervisor.children
                      if not child.stop_last)
         log(f"  {len([n for n in roots if n.startswith(('ingest', 'worker'))])} gateway "

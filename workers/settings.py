@@ -63,10 +63,16 @@ class NotAHash(SystemExit):
                          "`govsms operator add NAME --print` makes one")
 
 
+_B64 = re.compile(r"[A-Za-z0-9+/]{16,}")  # a salt (16 bytes or more) or a hash, unpadded
+
+
 def check_password_hash(variable: str, value: str) -> None:
-    """Raise NotAHash unless `value` has the form of an argon2id hash (`$argon2id$v=19$...`)."""
+    """Raise NotAHash unless `value` has the form of an argon2id hash
+    (`$argon2id$v=19$m=...,t=...,p=...$SALT$HASH`): a password, or an example's
+    `$argon2id$...$CHANGE-ME`, where one belongs stops the process."""
     fields = value.split("$")
-    if len(fields) != 6 or fields[1] != "argon2id" or not all(fields[2:]):
+    if (len(fields) != 6 or fields[0] or fields[1] != "argon2id" or not fields[2].startswith("v=")
+            or not fields[3].startswith("m=") or not all(_B64.fullmatch(f) for f in fields[4:])):
         raise NotAHash(variable)
 
 
@@ -290,6 +296,12 @@ class Settings(BaseSettings):
         # Checked again here: the file may have been emptied since the settings loaded.
         _check(f"GOVSMS_{name.upper()} (unset, so {path})", value)
         return value
+
+    @property
+    def console_url(self) -> str:
+        """Where the operators' console is reached from this host."""
+        host = "127.0.0.1" if self.console_host in ("0.0.0.0", "::") else self.console_host
+        return f"http://{host}:{self.console_port}"
 
     def quota(self, client: str) -> tuple[int, int]:
         """The messages and SMS parts `client` may send a day: its own, else the defaults."""

@@ -55,14 +55,14 @@ class Gateway:
         return process
 
     def start(self, only: Collection[str] | None = None) -> Gateway:
-        """Start the processes `govsms run` starts (or those named `only`), but beat and
-        flower; wait until ready."""
+        """Start the processes `govsms run` starts (or those named `only`), but beat,
+        flower and the console; wait until ready."""
 
         def spawn(name: str, argv: list[str]) -> Callable[[], bool]:
             process = self.spawn(name, argv)
             return lambda: process.poll() is None
 
-        start(self.settings, self.logs, spawn, only=only, skip=("beat", "flower"),
+        start(self.settings, self.logs, spawn, only=only, skip=("beat", "flower", "console"),
               worker_ready_s=60)
         return self
 

@@ -225,6 +225,7 @@ SECRETS = {
     "worker-bulk": WORKER | {"GOVSMS_TRANSPORT"},
     "beat": {"GOVSMS_REDIS_URL"},
     "flower": {"GOVSMS_REDIS_URL", "GOVSMS_FLOWER_PASSWORD"},
+    "console": WORKER | {"GOVSMS_OPERATORS"},
     "smpp-ingest": BASE | {"GOVSMS_SMPP_RECEIVER"},
     "migrate": {"GOVSMS_DATABASE_URL"},
 }

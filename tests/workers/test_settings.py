@@ -12,12 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
 from workers.settings import (
     GENERATED_SECRETS,
     RUNTIME_FILE,
     InsecureSecret,
+    NotAHash,
     Settings,
+    check_password_hash,
     load_settings,
     secret_problem,
 )
@@ -183,6 +186,19 @@ def _shipped_examples() -> list[tuple[str, str]]:
     return found
 
 
+def test_every_operators_example_shipped_stops_the_process():
+    line = re.compile(r"^\s*#?\s*GOVSMS_OPERATORS\s*[=:]\s*(.*?)\s*$")
+    found = [(f"{path.name}[{name}]", hashed)
+             for path in [*ROOT.glob("deploy/**/*.example"), *ROOT.glob("deploy/k8s/*.yaml")]
+             for text in path.read_text().splitlines() if (match := line.match(text))
+             for name, hashed in json.loads(match[1].strip("'\"")).items()]
+    assert len(found) >= 3, found  # compose, systemd, Kubernetes
+    for where, value in found:
+        with pytest.raises(NotAHash):
+            check_password_hash(where, value)
+    check_password_hash("a real one", PasswordHasher().hash("correct horse battery staple"))
+
+
 def test_every_example_secret_shipped_is_refused():
     examples = _shipped_examples()
     assert len(examples) >= 8, examples  # the compose, systemd and k8s files, and the README
@@ -197,6 +213,7 @@ def _started(argv: list[str], env: dict[str, str], tmp_path: Path) -> subprocess
 PROCESSES = {
     "ingest": ["-m", "workers.cli", "ingest"],
     "flower": ["-m", "workers.cli", "flower"],
+    "console": ["-m", "workers.cli", "console"],
     "cli": ["-m", "workers.cli", "status"],
     "worker": ["-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "inbound"],
     "beat": ["-m", "celery", "-A", "workers.celery_app", "beat"],

@@ -66,6 +66,7 @@ class Console:
         self.index = KeywordIndex.build(default_registry(), settings.shortcodes)
         env = jinja2.Environment(loader=jinja2.PackageLoader("workers.console"),
                                  autoescape=True, undefined=jinja2.StrictUndefined)
+        env.filters["when"] = _when
         self.templates = Jinja2Templates(env=env)
 
     def session_operator(self, token: str) -> str | None:
@@ -100,6 +101,11 @@ class Console:
     def close(self) -> None:
         self.pool.close()
         self.redis.close()
+
+
+def _when(iso: str) -> str:
+    """An ISO time of a timeline as a person reads it: to the second, in UTC."""
+    return f"{dt.datetime.fromisoformat(iso).astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _cookie(settings: Settings, response: Response, name: str, value: str, *, max_age: int,

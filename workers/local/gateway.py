@@ -58,6 +58,7 @@ def processes(settings: Settings) -> dict[str, list[str]]:
         found["smpp-ingest"] = _python("-m", "workers.cli", "smpp-ingest")
     found["beat"] = [*celery, "beat", "--loglevel", settings.log_level]
     found["flower"] = _python("-m", "workers.cli", "flower")
+    found["console"] = _python("-m", "workers.cli", "console")
     return found
 
 
@@ -96,6 +97,8 @@ def child_env(settings: Settings, *, carry_secrets: bool = False,
            "GOVSMS_DATABASE_URL": settings.database_url or "",
            "GOVSMS_DATA_DIR": str(settings.data_dir), "GOVSMS_TRANSPORT": settings.transport_url,
            "GOVSMS_HTTP_HOST": settings.http_host, "GOVSMS_HTTP_PORT": str(settings.http_port),
+           "GOVSMS_CONSOLE_HOST": settings.console_host,
+           "GOVSMS_CONSOLE_PORT": str(settings.console_port),
            "GOVSMS_FLOOD_LIMIT": str(settings.flood_limit),
            "GOVSMS_FLOOD_WINDOW_S": str(settings.flood_window_s),
            "GOVSMS_REPEAT_WINDOW_S": str(settings.repeat_window_s)}
@@ -135,8 +138,9 @@ def start(settings: Settings, logs: Path, spawn: Spawn, *, only: Collection[str]
         if name.startswith("worker-"):
             _until(lambda n=name: b"ready." in read_from(logs / f"{n}.log", marks[n]),
                    alive[name], worker_ready_s, name, logs)
-    if "ingest" in alive:
-        _until(lambda: _answers(settings), alive["ingest"], ingest_ready_s, "ingest", logs)
+    for name, url in (("ingest", settings.ingest_url), ("console", settings.console_url)):
+        if name in alive:
+            _until(lambda u=url: _answers(u), alive[name], ingest_ready_s, name, logs)
     return alive
 
 
@@ -151,9 +155,9 @@ def _until(ready: Callable[[], bool], alive: Alive, timeout_s: float, name: str,
         time.sleep(0.1)
 
 
-def _answers(settings: Settings) -> bool:
+def _answers(url: str) -> bool:
     try:
-        return httpx.get(f"{settings.ingest_url}/healthz", timeout=1).status_code == 200
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
 

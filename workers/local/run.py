@@ -19,6 +19,7 @@ from replies.masking import redact_secrets
 from services.stores import mbg
 from workers import db, extracts
 from workers.local import demo as demo_data
+from workers.console import operators
 from workers.local import embedded, gateway
 from workers.local.gateway import start_server
 from workers.local.supervisor import Supervisor
@@ -54,10 +55,13 @@ def check_ports(settings: Settings) -> None:
     """Fail at once, naming the setting that moves it, when a port we will listen on is taken:
     else the banner says running while the ingest restarts in a loop behind it."""
     wanted = [("ingest HTTP", settings.http_host, settings.http_port, "GOVSMS_HTTP_PORT"),
-              ("Flower", settings.flower_host, settings.flower_port, "GOVSMS_FLOWER_PORT")]
-    if settings.http_port == settings.flower_port:
-        raise RunError(f"the ingest and Flower both want port {settings.http_port}: "
-                       "set GOVSMS_HTTP_PORT or GOVSMS_FLOWER_PORT")
+              ("Flower", settings.flower_host, settings.flower_port, "GOVSMS_FLOWER_PORT"),
+              ("console", settings.console_host, settings.console_port, "GOVSMS_CONSOLE_PORT")]
+    for n, (what, _, port, setting) in enumerate(wanted):
+        for other, _, other_port, other_setting in wanted[n + 1:]:
+            if port == other_port:
+                raise RunError(f"the {what} and the {other} both want port {port}: "
+                               f"set {setting} or {other_setting}")
     for what, host, port, setting in wanted:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
@@ -134,7 +138,8 @@ def _run(settings: Settings, demo: bool) -> int:
             gateway.start(started, logs, gateway.supervised(sup, logs, gateway.child_env(started)))
         except gateway.NotReady as error:  # so the banner never promises too early
             raise RunError(str(error)) from None
-        _print_banner(settings, redis_url, database_url, logs)
+        _print_banner(settings, redis_url, database_url, logs,
+                      has_operators=bool(operators.accounts(started)))
         if pg is not None and pg.location is not None:
             print(f"PostgreSQL's cluster is in {pg.location} ({data_dir}/pg links there): "
                   f"its user cannot enter {data_dir}", flush=True)
@@ -163,13 +168,17 @@ def _mask_url(url: str) -> str:
     return redact_secrets(url)
 
 
-def _print_banner(settings: Settings, redis_url: str, database_url: str, logs: Path) -> None:
+def _print_banner(settings: Settings, redis_url: str, database_url: str, logs: Path, *,
+                  has_operators: bool = True) -> None:
+    console = "sign in as an operator" if has_operators else (
+        f"no operator yet: {_govsms()} operator add NAME")
     print(f"""govsms is running. Ctrl-C stops it.
   ingest HTTP   {settings.ingest_url}/sms/inbound  (Kannel get-url), /v1/messages/inbound (JSON)
   redis         {_mask_url(redis_url)}
   postgresql    {_mask_url(database_url)}
   flower        http://{settings.flower_host}:{settings.flower_port}/  (user {settings.flower_user},
                 password in {settings.data_dir}/flower_password unless configured)
+  console       {settings.console_url}/  ({console})
   metrics       {settings.ingest_url}/metrics   health {settings.ingest_url}/readyz
   transport     {_mask_url(settings.transport_url)}
   logs          {logs}/

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from replies.sealing import Sealer
@@ -39,7 +40,8 @@ def data_dir() -> Iterator[Path]:
 def _env(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVSMS_")}
     return {**env, "GOVSMS_DATA_DIR": str(data_dir), "GOVSMS_HTTP_PORT": str(port),
-            "GOVSMS_FLOWER_PORT": str(free_port()), **extra}
+            "GOVSMS_FLOWER_PORT": str(free_port()), "GOVSMS_CONSOLE_PORT": str(free_port()),
+            **extra}
 
 
 class Running:
@@ -86,11 +88,16 @@ def test_run_starts_everything_embedded_stops_cleanly_and_keeps_data(data_dir):
         # No reply in time: exit 1.
         silent = first.send("hi", wait=0.01)
         assert silent.returncode == 1 and "no reply" in silent.stderr
+        # The console answers on its own port, behind its sign-in.
+        console = f"http://127.0.0.1:{env['GOVSMS_CONSOLE_PORT']}"
+        assert httpx.get(f"{console}/search").headers["location"] == "/signin"
+        assert "operator add NAME" in (data_dir / "run-1.out").read_text()
     finally:
         assert first.stop() == 0
     assert not (data_dir / "runtime.json").exists()
     output = (data_dir / "run-1.out").read_text()
-    for name in ("ingest", "worker-inbound", "worker-outbound", "beat", "postgres", "redis"):
+    for name in ("ingest", "worker-inbound", "worker-outbound", "beat", "console", "postgres",
+                 "redis"):
         assert f"stopped {name}" in output
 
     second = Running(env, data_dir / "run-2.out")

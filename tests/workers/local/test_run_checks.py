@@ -22,7 +22,8 @@ GOVSMS = [sys.executable, "-m", "workers.cli"]
 def _env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVSMS_")}
     return {**env, "GOVSMS_DATA_DIR": str(data_dir), "GOVSMS_HTTP_PORT": str(free_port()),
-            "GOVSMS_FLOWER_PORT": str(free_port()), **extra}
+            "GOVSMS_FLOWER_PORT": str(free_port()), "GOVSMS_CONSOLE_PORT": str(free_port()),
+            **extra}
 
 
 def _run(env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -31,7 +32,8 @@ def _run(env: dict[str, str]) -> subprocess.CompletedProcess:
                           check=False)
 
 
-@pytest.mark.parametrize("setting", ["GOVSMS_HTTP_PORT", "GOVSMS_FLOWER_PORT"])
+@pytest.mark.parametrize("setting", ["GOVSMS_HTTP_PORT", "GOVSMS_FLOWER_PORT",
+                                     "GOVSMS_CONSOLE_PORT"])
 def test_a_port_in_use_stops_the_start_in_one_line_naming_its_setting(tmp_path, setting):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
@@ -71,3 +73,6 @@ def test_the_banner_says_how_to_call_govsms_from_here(tmp_path, monkeypatch, cap
     monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
     run_module._print_banner(settings, "redis://x", "postgresql://x", tmp_path)
     assert "Try:  govsms send --from" in capsys.readouterr().out
+    run_module._print_banner(settings, "redis://x", "postgresql://x", tmp_path,
+                             has_operators=False)
+    assert "no operator yet: govsms operator add NAME" in capsys.readouterr().out
