@@ -34,8 +34,11 @@ def test_an_smpp_mo_is_answered_over_smpp_and_its_receipt_recorded(smsc, gateway
     [submit] = wait_for(lambda: [s for s in smsc.submits if s.status == 0], 30, "the reply")
     assert (submit.text, submit.data_coding, submit.destination_addr) == (NOT_FOUND, 0,
                                                                           "77011234567")
-    row = conn.execute("SELECT i.source, i.sender, o.state, o.transport_id FROM inbound i "
-                       "JOIN outbound o ON o.inbound_id = i.id").fetchone()
+    # The SMSC has the submit before its submit_sm_resp reaches the sender, which then
+    # records the part as sent: wait for that.
+    row = wait_for(lambda: conn.execute(
+        "SELECT i.source, i.sender, o.state, o.transport_id FROM inbound i "
+        "JOIN outbound o ON o.inbound_id = i.id WHERE o.state = 'sent'").fetchone(), 10, "sent")
     assert row[:3] == ("smpp", "+77011234567", "sent")
     receipt = f"id:{row[3]} sub:001 dlvrd:001 submit date:2611220900 done date:2611220900 " \
               f"stat:DELIVRD err:000 text:"

@@ -7,6 +7,7 @@ db of the test's own.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -17,8 +18,9 @@ from click.testing import CliRunner
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
+from tests.support.keys import KEY
 from tests.support.traces import CITIZEN, IIN, UNMASKED, made
-from workers import audit, messages
+from workers import audit, messages, retention
 from workers.cli import main
 from workers.console import operators
 from workers.console.app import SIGN_IN_FAILURES, create_app
@@ -186,6 +188,16 @@ def test_a_search_shows_every_timeline_masked_and_is_audited(app, conn, database
     assert answer.status_code == 422 and "12345678901234" not in answer.text
 
 
+def test_purged_messages_are_found_by_their_numbers_digest_and_shown_as_purged(app, conn,
+                                                                               database_url):
+    ids = made(conn, database_url)
+    retention.purge(conn, retention.digest_key(KEY), dt.datetime.now(dt.UTC))
+    token = sign_in(app)
+    page = app.post("/search", data={"csrf": token, "kind": "phone", "q": CITIZEN}).text
+    assert f"inbound {ids['answered']}</a>" in page and page.count(">purged</span>") >= 6
+    assert "(purged)" in page and "Parsed:" not in page and UNMASKED.findall(page) == []
+
+
 def test_dead_letters_are_listed_shown_and_replayed_once(app, conn, database_url,
                                                          redis_client):
     ids = made(conn, database_url)
@@ -217,6 +229,7 @@ def test_the_status_page_and_the_audit_trail(app, conn, database_url):
     token = sign_in(app)
     status = app.get("/").text
     assert "Queues" in status and "inbound" in status and "Sent per minute" in status
+    assert "<progress max=" in status  # a bar for the minute the test's replies went out
     assert "dead letters not replayed" in status
     app.post("/search", data={"csrf": token, "kind": "phone", "q": CITIZEN})
     app.post("/search", data={"csrf": token, "kind": "inbound", "q": "1"})
@@ -245,4 +258,5 @@ def test_a_password_where_its_hash_belongs_stops_the_process(monkeypatch):
     monkeypatch.setenv("GOVSMS_OPERATORS", json.dumps({NAME: PASSWORD}))
     with pytest.raises(NotAHash) as stopped:
         Settings()
-    assert PASSWORD not in str(stopped.value) and "GOVSMS_OPERATORS['aigerim']" in str(stopped.value)
+    message = str(stopped.value)
+    assert PASSWORD not in message and "GOVSMS_OPERATORS['aigerim']" in message

@@ -4,7 +4,8 @@ server.py starts the processes (run, ingest, smpp-ingest, flower, console); db.p
 database; messages.py sends and inspects messages (send, status, dead-letters, report,
 accounts); parse.py shows what the parser makes of a text; replay.py exports message
 logs and replays them; purge.py removes personal data past retention; trace.py shows what
-became of each message; operators.py adds the console's operators. Shared helpers sit in common.py, which imports none of them.
+became of each message; operators.py adds the console's operators. Shared helpers sit in
+common.py, which imports none of them.
 """
 
 from __future__ import annotations

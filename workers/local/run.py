@@ -18,8 +18,8 @@ import psycopg
 from replies.masking import redact_secrets
 from services.stores import mbg
 from workers import db, extracts
-from workers.local import demo as demo_data
 from workers.console import operators
+from workers.local import demo as demo_data
 from workers.local import embedded, gateway
 from workers.local.gateway import start_server
 from workers.local.supervisor import Supervisor
