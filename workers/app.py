@@ -30,7 +30,7 @@ from replies.templates import Templates
 from replies.transports import Transport, from_url
 from services import account_registration
 from services.registry import default_registry
-from workers import db, logs, tasks
+from workers import db, logs, redis_urls, tasks
 from workers.pipeline import Pipeline
 from workers.queues import BULK, CALLBACKS, INBOUND, OUTBOUND, REPLAY, service_queue
 from workers.queues import services as _services
@@ -87,8 +87,8 @@ class Runtime:
     @property
     def redis(self) -> redis.Redis:
         """A Redis client for counters, apart from the broker's connections."""
-        return self._get("redis", lambda: redis.Redis.from_url(self.settings.redis_url or "",
-                                                                socket_timeout=2))
+        return self._get("redis", lambda: redis_urls.client(self.settings.redis_url or "",
+                                                             socket_timeout=2))
 
     @property
     def http(self) -> httpx.Client:
@@ -99,15 +99,20 @@ class Runtime:
     def transport(self) -> Transport:
         """The outbound transport of this process."""
         # With the Redis URL, an SMPP link's rate limit is shared by every process on it.
-        return self._get("transport", lambda: from_url(self.settings.transport_url,
-                                                        redis_url=self.settings.redis_url))
+        return self._get("transport", lambda: from_url(
+            self.settings.transport_url, redis_url=self.settings.redis_url,
+            connect=lambda url: redis_urls.client(url, socket_timeout=5)))
 
 
 def create_app(settings: Settings, *, broker_timeout_s: float = 5.0) -> Celery:
     """A Celery app for `settings`, with every task registered; `broker_timeout_s` bounds
     each read from Redis (the ingest's is shorter: a bridge waits on its publish)."""
-    app = Celery("govsms", broker=settings.redis_url, set_as_current=False)
+    broker, sentinel_options = redis_urls.celery_broker(settings.redis_url or "")
+    app = Celery("govsms", broker=broker, set_as_current=False)
     services = _services(settings)
+    # RedBeat keeps the schedule in Redis under a lock: a second beat waits, it does not
+    # send the same periodic task again. A beat that died frees the lock in 30 s.
+    redbeat_conf = redis_urls.redbeat(settings.redis_url or "")
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -126,6 +131,7 @@ def create_app(settings: Settings, *, broker_timeout_s: float = 5.0) -> Celery:
             "unacked_restore_throttle": 1,
             "socket_connect_timeout": 2,
             "socket_timeout": broker_timeout_s,
+            **sentinel_options,  # through Sentinel: the master's name, the sentinels' login
         },
         broker_connection_retry_on_startup=True,
         task_time_limit=max(settings.visibility_timeout - 5, 5),
@@ -152,10 +158,8 @@ def create_app(settings: Settings, *, broker_timeout_s: float = 5.0) -> Celery:
         task_send_sent_event=settings.task_events,
         worker_hijack_root_logger=False,
         beat_schedule=_schedule(settings, services),
-        # RedBeat keeps the schedule in Redis under a lock: a second beat waits, it does
-        # not send the same periodic task again. A beat that died frees the lock in 30 s.
-        beat_scheduler="redbeat.RedBeatScheduler",
-        redbeat_redis_url=settings.redis_url,
+        beat_scheduler="workers.beat:Scheduler",
+        **redbeat_conf,
         redbeat_key_prefix="govsms:beat:",
         redbeat_lock_timeout=30,
         beat_max_loop_interval=5,

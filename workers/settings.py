@@ -54,13 +54,20 @@ class InsecureSecret(SystemExit):
         self.rule = rule
 
 
-class NotAHash(SystemExit):
-    """An operator's password configured where its argon2id hash belongs: stops the process,
-    naming the variable, never the value."""
+class RefusedSetting(SystemExit):
+    """A setting no process may start with: stops it (as InsecureSecret does) with one line
+    naming the variable and the rule, never the value (a URL may carry a password)."""
+
+    def __init__(self, variable: str, rule: str) -> None:
+        super().__init__(f"govsms: refusing to start: {variable} {rule}")
+
+
+class NotAHash(RefusedSetting):
+    """An operator's password configured where its argon2id hash belongs."""
 
     def __init__(self, variable: str) -> None:
-        super().__init__(f"govsms: refusing to start: {variable} is not an argon2id hash; "
-                         "`govsms operator add NAME --print` makes one")
+        super().__init__(variable, "is not an argon2id hash; `govsms operator add NAME "
+                                   "--print` makes one")
 
 
 _B64 = re.compile(r"[A-Za-z0-9+/]{16,}")  # a salt (16 bytes or more) or a hash, unpadded
@@ -133,7 +140,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GOVSMS_", extra="ignore")
 
-    redis_url: str | None = Field(None, description="Broker; unset: `govsms run` starts its own")
+    redis_url: str | None = Field(None, description="Broker and counters: redis://, rediss:// "
+                                  "(TLS) or sentinel://[:PW@]HOST[:PORT],HOST[:PORT].../MASTER"
+                                  "[/DB] (workers/redis_urls.py); unset: `govsms run` starts "
+                                  "its own")
     database_url: str | None = Field(None, description="Message store and registries; unset: "
                                                        "`govsms run` starts its own")
     transport: str | None = Field(None, description="`file://PATH` or `kannel+http://USER:PASS@"
@@ -241,6 +251,18 @@ class Settings(BaseSettings):
     api_parts_per_day: int = Field(15000, ge=0, description="Outbound SMS parts an API client "
                                    "may send a day (UTC), unless its own entry says")
     api_max_parts: int = Field(6, ge=1, description="SMS parts one outbound message may take")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        from workers.redis_urls import BadRedisUrl, check
+
+        try:
+            if value:
+                check(value)
+        except BadRedisUrl as error:  # raised, not returned: pydantic's would echo the URL
+            raise RefusedSetting("GOVSMS_REDIS_URL", f"is not a Redis URL: {error}") from None
+        return value
 
     @field_validator("bridge_allow_ips", "trusted_proxies", mode="before")
     @classmethod

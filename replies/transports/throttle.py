@@ -22,6 +22,15 @@ from replies.transports.base import RateLimited
 
 KEY_PREFIX = "govsms:throttle:"
 
+# A Redis URL -> its client. The caller's: the gateway's builds clients through Sentinel
+# too (workers/redis_urls.py); alone, a plain URL.
+Connect = Callable[[str], redis.Redis]
+
+
+def connect_plain(url: str) -> redis.Redis:
+    """A client of the one Redis at `url`."""
+    return redis.Redis.from_url(url, socket_timeout=5)
+
 # KEYS[1] the bucket (hash: tokens, at in µs). ARGV: rate/s, burst, n, max wait (s),
 # and for a pause, the seconds every caller must hold off. Returns {granted, wait s}.
 _SCRIPT = """
@@ -77,9 +86,10 @@ class RedisBucket:
         self._sleep = sleep
 
     @classmethod
-    def from_url(cls, url: str, name: str, rate: float, burst: int = 1) -> RedisBucket:
+    def from_url(cls, url: str, name: str, rate: float, burst: int = 1, *,
+                 connect: Connect = connect_plain) -> RedisBucket:
         """A bucket on the Redis at `url`."""
-        return cls(redis.Redis.from_url(url, socket_timeout=5), name, rate, burst)
+        return cls(connect(url), name, rate, burst)
 
     def _call(self, n: int, max_wait: float, pause: float) -> tuple[bool, float]:
         try:
@@ -145,8 +155,9 @@ class LocalBucket:
             self._tokens = min(self._tokens, -self.rate * seconds)
 
 
-def bucket(name: str, rate: float, burst: int = 1, redis_url: str | None = None) -> Bucket:
+def bucket(name: str, rate: float, burst: int = 1, redis_url: str | None = None, *,
+           connect: Connect = connect_plain) -> Bucket:
     """The shared Redis bucket of link `name` when `redis_url` is given, else a local one."""
     if redis_url:
-        return RedisBucket.from_url(redis_url, name, rate, burst)
+        return RedisBucket.from_url(redis_url, name, rate, burst, connect=connect)
     return LocalBucket(rate, burst)

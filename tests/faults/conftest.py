@@ -41,7 +41,7 @@ def gateway_on(database_url: str, tmp_path: Path, conn) -> Iterator[Callable[...
                                                              if transport else {})})
         gw = Gateway(settings, tmp_path, env_extra=env).start()
         if beat:
-            # Beat exits when Redis fails under it; `govsms run` and systemd restart it.
+            # Supervised as `govsms run` does, should beat exit all the same.
             sup = Supervisor()
             sup.start(Child("beat", processes(settings)["beat"], tmp_path / "beat.log", gw.env))
             supervisors.append(sup)

@@ -80,13 +80,14 @@ def status() -> None:
     import psycopg
     import redis
 
+    from workers import redis_urls
     from workers import status as ops
     from workers.app import create_app
 
     settings = load_settings()
     if not settings.redis_url or not settings.database_url:
         raise click.ClickException(ops.NO_GATEWAY.format(data_dir=settings.data_dir))
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2)
+    client = redis_urls.client(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:
         client.ping()
         with psycopg.connect(settings.database_url, connect_timeout=5) as conn:

@@ -18,9 +18,8 @@ from workers.settings import load_settings
 def purge(older_than: str | None, dry_run: bool) -> None:
     """Remove the texts and phone numbers of old messages, keeping their counts."""
     import psycopg
-    import redis
 
-    from workers import retention
+    from workers import redis_urls, retention
 
     settings = load_settings()
     if older_than is None and settings.retention_days <= 0:
@@ -35,7 +34,7 @@ def purge(older_than: str | None, dry_run: bool) -> None:
                    "flight (left for now); with one-time codes and replay items")
         if dry_run:
             return
-        client = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+        client = redis_urls.client(settings.redis_url) if settings.redis_url else None
         with click.progressbar(length=due.inbound + due.outbound, label="purging",
                                show_pos=True) as bar:
             done = retention.purge(conn, retention.digest_key(settings.key()), before,

@@ -20,7 +20,6 @@ from importlib import resources
 from typing import Any
 
 import jinja2
-import redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -30,7 +29,7 @@ from starlette.templating import Jinja2Templates
 from parsers import KeywordIndex
 from replies.masking import mask_digits, mask_numbers
 from services.registry import default_registry
-from workers import audit, db, messages, retention, trace
+from workers import audit, db, messages, redis_urls, retention, trace
 from workers.app import create_app as create_celery
 from workers.console import operators, sessions
 from workers.console.door import CSRF_FIELD, PRESESSION_COOKIE, SESSION_COOKIE, ConsoleDoor
@@ -60,8 +59,8 @@ class Console:
         self.phone = retention.masker(retention.digest_key(self.key))
         self.pool = db.create_pool(settings.database_url, max_size=4, name="govsms-console",
                                    statement_timeout_ms=settings.statement_timeout_ms)
-        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=2,
-                                          socket_connect_timeout=2)
+        self.redis = redis_urls.client(settings.redis_url, socket_timeout=2,
+                                       socket_connect_timeout=2)
         self.celery = create_celery(settings)
         self.index = KeywordIndex.build(default_registry(), settings.shortcodes)
         env = jinja2.Environment(loader=jinja2.PackageLoader("workers.console"),

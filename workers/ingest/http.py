@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from replies.templates import Templates
-from workers import db, messages
+from workers import db, messages, redis_urls
 from workers.app import create_app as create_celery
 from workers.ingest import door
 from workers.ingest.accept import (
@@ -105,11 +105,11 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
         pool = db.create_pool(settings.database_url or "", max_size=10, name="ingest",
                               statement_timeout_ms=settings.statement_timeout_ms)
         broker = celery or create_celery(settings, broker_timeout_s=BROKER_TIMEOUT_S)
-        limits = redis.Redis.from_url(settings.redis_url or "", socket_timeout=2,
-                                      socket_connect_timeout=2)
+        limits = redis_urls.client(settings.redis_url or "", socket_timeout=2,
+                                   socket_connect_timeout=2)
         # The queues' depth, read between lingers: a stalled broker must not hold a batch long.
-        depth = redis.Redis.from_url(settings.redis_url or "", socket_timeout=0.25,
-                                     socket_connect_timeout=0.25)
+        depth = redis_urls.client(settings.redis_url or "", socket_timeout=0.25,
+                                  socket_connect_timeout=0.25)
         app.state.ingest = Ingest(settings, pool, broker)
         app.state.batcher = Batcher(app.state.ingest.accept_many,
                                     linger_s=settings.ingest_linger_ms / 1000,

@@ -19,7 +19,7 @@ from replies.transports.base import RateLimited, Sms, TransportError
 from replies.transports.smpp.config import SmppConfig, address
 from replies.transports.smpp.link import OnDeliver, Pdu, SmppLink, status_name
 from replies.transports.smpp.unanswered import Doubt, PartKey, Unanswered
-from replies.transports.throttle import Bucket, bucket
+from replies.transports.throttle import Bucket, Connect, bucket, connect_plain
 
 log = logging.getLogger(__name__)
 
@@ -36,22 +36,25 @@ class SmppTransport:
 
     def __init__(self, config: SmppConfig, *, limit: Bucket | None = None,
                  unanswered: Unanswered | None = None, on_deliver: OnDeliver | None = None,
-                 client_factory: Callable[..., smpplib.client.Client] = smpplib.client.Client
-                 ) -> None:
+                 client_factory: Callable[..., smpplib.client.Client] = smpplib.client.Client,
+                 connect: Connect = connect_plain) -> None:
         if config.mode not in ("transmitter", "transceiver"):
             raise ValueError("the SMPP transport binds as transmitter or transceiver")
         self.config = config
-        self.limit = limit or bucket(config.name, config.tps, config.burst, config.redis_url)
-        self.unanswered = unanswered or Unanswered(config.name, config.redis_url)
+        self.limit = limit or bucket(config.name, config.tps, config.burst, config.redis_url,
+                                     connect=connect)
+        self.unanswered = unanswered or Unanswered(config.name, config.redis_url,
+                                                   connect=connect)
         self.link = SmppLink(config, config.mode, on_deliver=on_deliver,
                              client_factory=client_factory)
         # Parts of a self-split SMS the SMSC already took, so a retry sends only the rest.
         self._accepted: OrderedDict[PartKey, str] = OrderedDict()
 
     @classmethod
-    def from_url(cls, url: str, *, redis_url: str | None = None) -> SmppTransport:
+    def from_url(cls, url: str, *, redis_url: str | None = None,
+                 connect: Connect = connect_plain) -> SmppTransport:
         """From `smpp://SYSTEM_ID:PASSWORD@HOST:PORT?options` (see SmppConfig)."""
-        return cls(SmppConfig.from_url(url, redis_url=redis_url))
+        return cls(SmppConfig.from_url(url, redis_url=redis_url), connect=connect)
 
     def set_on_deliver(self, handler: OnDeliver | None) -> None:
         """Who takes deliver_sm arriving on a transceiver bind (the SMPP ingest's handler)."""

@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import redis
+from replies.transports.throttle import Connect, connect_plain
 
 # A part of an SMS: (outbound id, part number).
 PartKey = tuple[int, int]
@@ -33,9 +33,10 @@ class Unanswered:
     TTL_S = 86_400
     LOCAL_MAX = 10_000
 
-    def __init__(self, name: str, redis_url: str | None = None) -> None:
+    def __init__(self, name: str, redis_url: str | None = None, *,
+                 connect: Connect = connect_plain) -> None:
         self._prefix = f"govsms:smpp:{name}:unanswered:"
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=5) if redis_url else None
+        self._redis = connect(redis_url) if redis_url else None
         self._local: OrderedDict[str, dict[str, str]] = OrderedDict()
         self._lock = threading.Lock()
 
