@@ -146,6 +146,10 @@ class Settings(BaseSettings):
                                   "its own")
     database_url: str | None = Field(None, description="Message store and registries; unset: "
                                                        "`govsms run` starts its own")
+    database_migrate_url: str | None = Field(
+        None, description="The migrations' own URL: the schema owner's, straight to "
+        "PostgreSQL (they hold a session's advisory lock, which a transaction-mode pooler "
+        "cannot keep); unset: GOVSMS_DATABASE_URL")
     transport: str | None = Field(None, description="`file://PATH` or `kannel+http://USER:PASS@"
                                                     "HOST:PORT/cgi-bin/sendsms`; unset: "
                                                     "`file://DATA_DIR/outbox.jsonl`")
@@ -289,6 +293,11 @@ class Settings(BaseSettings):
         for name, hashed in self.operators.items():
             check_password_hash(f"GOVSMS_OPERATORS[{name!r}]", hashed.get_secret_value())
         return self
+
+    @property
+    def migrate_url(self) -> str | None:
+        """Where the migrations run: their own URL, else the message store's."""
+        return self.database_migrate_url or self.database_url
 
     @property
     def outbox(self) -> Path:

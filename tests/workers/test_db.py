@@ -47,3 +47,19 @@ def test_inbound_is_unique_per_source_and_id_and_outbound_per_part(conn):
         conn.execute(reply, (inbound_id, 1))
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("UPDATE outbound SET state = 'lost'")
+
+
+def test_db_migrate_takes_its_own_url_when_given(empty_database, monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from workers.cli import main
+
+    # The runtime URL leads nowhere: the migrations must go by their own.
+    monkeypatch.setenv("GOVSMS_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("GOVSMS_DATABASE_MIGRATE_URL", empty_database)
+    monkeypatch.setenv("GOVSMS_DATA_DIR", str(tmp_path))
+    done = CliRunner().invoke(main, ["db", "migrate"])
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith("applied: 0001_message_store")
+    with psycopg.connect(empty_database) as conn:
+        assert db.pending(conn) == []

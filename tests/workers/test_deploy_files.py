@@ -227,7 +227,7 @@ SECRETS = {
     "flower": {"GOVSMS_REDIS_URL", "GOVSMS_FLOWER_PASSWORD"},
     "console": WORKER | {"GOVSMS_OPERATORS"},
     "smpp-ingest": BASE | {"GOVSMS_SMPP_RECEIVER"},
-    "migrate": {"GOVSMS_DATABASE_URL"},
+    "migrate": {"GOVSMS_DATABASE_MIGRATE_URL"},
 }
 SECRET_NAMES = set().union(*SECRETS.values()) | {"POSTGRES_PASSWORD", "REDIS_PASSWORD"}
 
@@ -249,7 +249,7 @@ def test_compose_gives_each_container_only_its_secrets_and_drops_its_privileges(
         env = set(service.get("environment") or {})
         assert env & SECRET_NAMES == _secrets_of(name), name
     # The migration's role owns the schema; the others connect as the runtime role.
-    migrate = services["migrate"]["environment"]["GOVSMS_DATABASE_URL"]
+    migrate = services["migrate"]["environment"]["GOVSMS_DATABASE_MIGRATE_URL"]
     runtime = services["ingest"]["environment"]["GOVSMS_DATABASE_URL"]
     assert migrate.split("@")[0] != runtime.split("@")[0]
 
@@ -332,15 +332,15 @@ def test_kubernetes_migrates_with_its_own_database_role():
     secrets = {d["metadata"]["name"]: d["stringData"] for d in docs if d["kind"] == "Secret"}
     pods = _pods(docs)
 
-    def database_url(pod: dict) -> str:
+    def database_url(pod: dict, name: str = "GOVSMS_DATABASE_URL") -> str:
         [container] = pod["containers"]
-        [url] = [secrets[s["secretRef"]["name"]]["GOVSMS_DATABASE_URL"]
+        [url] = [secrets[s["secretRef"]["name"]][name]
                  for s in container["envFrom"] if "secretRef" in s
-                 and "GOVSMS_DATABASE_URL" in secrets[s["secretRef"]["name"]]]
+                 and name in secrets[s["secretRef"]["name"]]]
         return url
 
-    assert database_url(pods["govsms-migrate"]).split("@")[0] != \
-        database_url(pods["govsms-ingest"]).split("@")[0]
+    assert database_url(pods["govsms-migrate"], "GOVSMS_DATABASE_MIGRATE_URL").split("@")[0] \
+        != database_url(pods["govsms-ingest"]).split("@")[0]
 
 
 def test_kubernetes_has_a_network_policy_for_every_pod():

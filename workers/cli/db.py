@@ -7,6 +7,7 @@ import json
 import click
 
 from workers.cli.common import database_url
+from workers.settings import load_settings
 
 
 @click.group()
@@ -16,10 +17,10 @@ def db() -> None:
 
 @db.command("migrate")
 def db_migrate() -> None:
-    """Apply the migrations not yet applied."""
+    """Apply the migrations not yet applied (on GOVSMS_DATABASE_MIGRATE_URL when set)."""
     from workers import db as database
 
-    applied = database.migrate(database_url())
+    applied = database.migrate(load_settings().database_migrate_url or database_url())
     click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
 
 

@@ -128,7 +128,7 @@ def _run(settings: Settings, demo: bool) -> int:
         # The URLs carry the servers' passwords: for this user's eyes only.
         embedded.write_private(runtime, json.dumps({
             "redis_url": redis_url, "database_url": database_url, "pid": os.getpid()}))
-        applied = db.migrate(database_url)
+        applied = db.migrate(settings.database_migrate_url or database_url)
         log.info("migrations applied: %s", ", ".join(applied) or "none pending")
         if demo:
             _seed_demo_once(database_url)
