@@ -73,8 +73,10 @@ class Runtime:
     def _pipeline(self) -> Pipeline:
         registry = default_registry()
         return Pipeline(
-            pool=db.create_pool(self.settings.database_url or "",
-                                statement_timeout_ms=self.settings.statement_timeout_ms),
+            pool=db.create_pool(
+                self.settings.database_url or "",
+                statement_timeout_ms=self.settings.statement_timeout_ms,
+                transaction_pooler=self.settings.database_transaction_pooler),
             index=KeywordIndex.build(registry, self.settings.shortcodes),
             registry=registry,
             templates=Templates.load(self.settings.templates),

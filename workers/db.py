@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -72,9 +73,56 @@ def pending(conn: psycopg.Connection) -> list[str]:
     return [version for version, _ in migrations() if version not in done]
 
 
+def connect_kwargs(*, statement_timeout_ms: int, transaction_pooler: bool = False
+                   ) -> dict[str, Any]:
+    """What a connection needs beyond its URL: the statement timeout on it; through a
+    transaction-mode pooler, no prepared statements and no startup options instead.
+
+    A pooler in transaction mode (PgBouncer's `pool_mode = transaction`) hands each
+    transaction to whichever server connection is free: a statement psycopg prepared on
+    one (it does after 5 runs of the same query) is missing on the next, and PgBouncer
+    1.18 refuses the `options` startup parameter outright. The statement timeout then
+    comes from the role (`ALTER ROLE govsms SET statement_timeout = '5s'`), which every
+    server connection the pooler opens starts with; `check_statement_timeout` says so
+    when it is missing.
+    """
+    if transaction_pooler:
+        return {"prepare_threshold": None, "connect_timeout": 5}
+    return {"options": f"-c statement_timeout={statement_timeout_ms}", "connect_timeout": 5}
+
+
+def connect(conninfo: str, *, transaction_pooler: bool = False, **kwargs: Any
+            ) -> psycopg.Connection:
+    """One connection (a command's own): through a transaction-mode pooler, without
+    prepared statements (`connect_kwargs`)."""
+    if transaction_pooler:
+        kwargs["prepare_threshold"] = None
+    return psycopg.connect(conninfo, **kwargs)
+
+
+def check_statement_timeout(conn: psycopg.Connection) -> None:
+    """Warn (once a process) when statements on `conn` have no time limit: through a
+    transaction-mode pooler, the role must carry it."""
+    global _timeout_checked
+    if _timeout_checked:
+        return
+    row = conn.execute("SHOW statement_timeout").fetchone()
+    conn.rollback()
+    _timeout_checked = True
+    if row is not None and row[0] in ("0", "0ms"):
+        log.warning("statements have no time limit through the transaction-mode pooler: "
+                    "set one on the role (ALTER ROLE ... SET statement_timeout = '5s'); "
+                    "GOVSMS_STATEMENT_TIMEOUT_MS cannot ride on the connection there")
+
+
+_timeout_checked = False
+
+
 def create_pool(conninfo: str, *, statement_timeout_ms: int, max_size: int = 4,
-                name: str = "govsms", wait_s: float = 5.0) -> ConnectionPool:
-    """A pool whose every connection has a statement timeout; waits at most `wait_s` for one."""
+                name: str = "govsms", wait_s: float = 5.0,
+                transaction_pooler: bool = False) -> ConnectionPool:
+    """A pool whose every connection has a statement timeout (through a transaction-mode
+    pooler, the role's: `connect_kwargs`); waits at most `wait_s` for one."""
     pool = ConnectionPool(
         conninfo,
         min_size=1,
@@ -83,7 +131,9 @@ def create_pool(conninfo: str, *, statement_timeout_ms: int, max_size: int = 4,
         timeout=wait_s,
         # A connection that died with its server (a restart) is replaced, not handed out.
         check=ConnectionPool.check_connection,
-        kwargs={"options": f"-c statement_timeout={statement_timeout_ms}", "connect_timeout": 5},
+        kwargs=connect_kwargs(statement_timeout_ms=statement_timeout_ms,
+                              transaction_pooler=transaction_pooler),
+        configure=check_statement_timeout if transaction_pooler else None,
         open=False,
     )
     pool.open(wait=False)

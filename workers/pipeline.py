@@ -283,8 +283,17 @@ def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: lis
     that claims it again once the claim is stale sends it again and flags it as a possible
     duplicate: at most one duplicate per part in flight when the crash came (the window),
     never a lost SMS. Parts a crash left claimed but not tried are flagged as well, though
-    never sent twice.
+    never sent twice. StoreUnavailable when the message store cannot be reached: what was
+    claimed and sent but not recorded then is a crash's part, as above.
     """
+    try:
+        return _deliver(pool, transport, sealer, ids, stale_s, budget_s)
+    except psycopg.OperationalError as error:  # PoolTimeout too
+        raise StoreUnavailable(type(error).__name__) from error
+
+
+def _deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: list[int],
+             stale_s: float, budget_s: float) -> Delivered:
     out = Delivered()
     until = time.monotonic() + budget_s
     window = max(1, getattr(transport, "window", 1))

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
         None, description="The migrations' own URL: the schema owner's, straight to "
         "PostgreSQL (they hold a session's advisory lock, which a transaction-mode pooler "
         "cannot keep); unset: GOVSMS_DATABASE_URL")
+    database_transaction_pooler: bool = Field(
+        False, description="GOVSMS_DATABASE_URL goes through a pooler in transaction mode "
+        "(PgBouncer's pool_mode = transaction): no prepared statements, and the statement "
+        "timeout comes from the role (ALTER ROLE ... SET statement_timeout), not the "
+        "connection")
     transport: str | None = Field(None, description="`file://PATH` or `kannel+http://USER:PASS@"
                                                     "HOST:PORT/cgi-bin/sendsms`; unset: "
                                                     "`file://DATA_DIR/outbox.jsonl`")

@@ -233,8 +233,12 @@ def register(app: Celery, *, service_queue: Callable[[str], str], outbound_queue
         # The batch starts no part after a third of its soft time limit, so the part then
         # in flight ends inside it: a limit hit mid-submit would fail the batch's parts.
         budget_s = min(pipeline.DELIVER_BUDGET_S, (self.app.conf.task_soft_time_limit or 30) / 3)
-        done = pipeline.deliver(runtime.pipeline.pool, runtime.transport, runtime.pipeline.sealer,
-                                ids, stale_s, budget_s)
+        try:
+            done = pipeline.deliver(runtime.pipeline.pool, runtime.transport,
+                                    runtime.pipeline.sealer, ids, stale_s, budget_s)
+        except StoreUnavailable as error:  # nothing to give up on: the store comes back
+            count_retry(runtime.redis, "store")
+            raise self.retry(countdown=backoff(self.request.retries), exc=error) from None
         count_sent(runtime.redis, len(done.sent))  # the drain rate the ingest admits by
         queue = self._queue(outbound_queue)
         if done.busy:  # another sender holds them: look again once its claim may have lapsed

@@ -63,3 +63,19 @@ def test_db_migrate_takes_its_own_url_when_given(empty_database, monkeypatch, tm
     assert done.output.startswith("applied: 0001_message_store")
     with psycopg.connect(empty_database) as conn:
         assert db.pending(conn) == []
+
+
+def test_a_connection_without_a_statement_timeout_is_reported_once(database_url, caplog,
+                                                                    monkeypatch):
+    # Through a transaction-mode pooler the timeout comes from the role, or from nowhere.
+    monkeypatch.setattr(db, "_timeout_checked", False)
+    with psycopg.connect(database_url, options="-c statement_timeout=0") as conn:
+        db.check_statement_timeout(conn)
+        db.check_statement_timeout(conn)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert caplog.text.count("statements have no time limit") == 1
+    monkeypatch.setattr(db, "_timeout_checked", False)
+    caplog.clear()
+    with psycopg.connect(database_url, options="-c statement_timeout=5000") as conn:
+        db.check_statement_timeout(conn)
+    assert "no time limit" not in caplog.text

@@ -260,3 +260,20 @@ def test_each_part_of_a_window_is_recorded_as_it_went(conn, p):
     assert (done.retry, done.failed, done.sent) == ([ids[0]], [ids[1]], [ids[2]])
     states = conn.execute("SELECT id, state FROM outbound ORDER BY id").fetchall()
     assert states == [(ids[0], "queued"), (ids[1], "failed"), (ids[2], "sent")]
+
+
+def test_a_store_out_of_reach_makes_deliver_retry_not_give_up():
+    from replies.sealing import Sealer
+    from services.errors import StoreUnavailable
+    from tests.support.keys import KEY
+    from workers import db
+
+    # A pooler restarting, a failover: the task retries (StoreUnavailable), it does not fail
+    # the batch into dead letters as it would for a poison message.
+    pool = db.create_pool("host=127.0.0.1 port=1 dbname=none user=nobody",
+                          statement_timeout_ms=1000, wait_s=0.5)
+    try:
+        with pytest.raises(StoreUnavailable):
+            pipeline.deliver(pool, MemoryTransport(), Sealer(KEY), [1, 2])
+    finally:
+        pool.close()

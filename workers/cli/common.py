@@ -7,10 +7,22 @@ import datetime as dt
 import getpass
 import os
 import re
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from workers.settings import load_settings
+
+if TYPE_CHECKING:
+    import psycopg
+
+
+def connect(**kwargs: Any) -> psycopg.Connection:
+    """A connection to the message store (`database_url`), as the settings say to reach it."""
+    from workers import db
+
+    return db.connect(database_url(), transaction_pooler=load_settings().database_transaction_pooler,
+                      **kwargs)
 
 
 def database_url() -> str:

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from workers.cli.common import database_url
+from workers.cli.common import connect, database_url
 from workers.settings import load_settings
 
 
@@ -47,7 +47,6 @@ def db_seed_demo(persons: int, out: str | None) -> None:
 
 
 def _load(text: str, name: str) -> None:
-    import psycopg
 
     from workers import extracts
 
@@ -55,6 +54,6 @@ def _load(text: str, name: str) -> None:
         sections = extracts.validate(text)
     except extracts.ExtractError as error:
         raise click.ClickException(f"{name}: {error}; nothing loaded") from None
-    with psycopg.connect(database_url()) as conn:
+    with connect() as conn:
         counts = extracts.load(conn, sections)
     click.echo(f"{name}: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "no rows"))

@@ -11,7 +11,7 @@ import uuid
 import click
 import httpx
 
-from workers.cli.common import cli_operator, database_url
+from workers.cli.common import cli_operator, connect
 from workers.settings import load_settings
 
 SEALED_NOTE = "(sent: the reply carries a password or code, shown on the citizen's phone only)"
@@ -90,7 +90,7 @@ def status() -> None:
     client = redis_urls.client(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:
         client.ping()
-        with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
+        with connect(connect_timeout=5) as conn:
             now = ops.picture(conn, client, create_app(settings), settings,
                               dt.datetime.now(dt.UTC))
     except (psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError) as error:
@@ -129,11 +129,10 @@ def dead_letters() -> None:
 @click.option("--all", "include_replayed", is_flag=True, help="Include replayed ones")
 def dead_letters_list(include_replayed: bool) -> None:
     """One line per dead letter: id, when, task, inbound/outbound ids, reason."""
-    import psycopg
 
     from workers import messages
 
-    with psycopg.connect(database_url()) as conn:
+    with connect() as conn:
         letters = messages.dead_letters(conn, include_replayed=include_replayed)
     for d in letters:
         replayed = f" (replayed {d.replayed_at:%Y-%m-%d %H:%M})" if d.replayed_at else ""
@@ -146,12 +145,11 @@ def dead_letters_list(include_replayed: bool) -> None:
 @click.argument("dead_letter_id", type=int)
 def dead_letters_show(dead_letter_id: int) -> None:
     """A dead letter with its message, phone numbers masked."""
-    import psycopg
 
     from replies.masking import mask_digits
     from workers import messages
 
-    with psycopg.connect(database_url()) as conn:
+    with connect() as conn:
         found = messages.dead_letters(conn, dead_letter_id=dead_letter_id)
         if not found:
             raise click.ClickException(f"no dead letter {dead_letter_id}")
@@ -173,7 +171,6 @@ def dead_letters_show(dead_letter_id: int) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="Replay every open dead letter")
 def dead_letters_replay(dead_letter_id: int | None, replay_all: bool) -> None:
     """Queue a dead letter (or all open ones) again through the pipeline."""
-    import psycopg
 
     from workers import audit
     from workers.app import create_app
@@ -182,7 +179,7 @@ def dead_letters_replay(dead_letter_id: int | None, replay_all: bool) -> None:
     if replay_all == (dead_letter_id is not None):
         raise click.UsageError("give a dead letter id, or --all")
     celery = create_app(load_settings())
-    with psycopg.connect(database_url(), autocommit=True) as conn:
+    with connect(autocommit=True) as conn:
         done = replay_dead_letters(celery, conn, dead_letter_id)
         if done is None:
             raise click.ClickException(f"no dead letter {dead_letter_id}")
@@ -205,7 +202,6 @@ def report() -> None:
 @click.option("--shortcode", default="8188", show_default=True)
 def report_fees(day: dt.datetime, shortcode: str) -> None:
     """MOs charged on a short code that day (in the tariff's time zone): count and total."""
-    import psycopg
 
     from workers import messages
 
@@ -214,7 +210,7 @@ def report_fees(day: dt.datetime, shortcode: str) -> None:
         raise click.ClickException(f"no tariff for {shortcode} (GOVSMS_TARIFFS)")
     zone = dt.timezone(dt.timedelta(hours=tariff.utc_offset_hours))
     start = day.replace(tzinfo=zone)
-    with psycopg.connect(database_url()) as conn:
+    with connect() as conn:
         count, total, _ = messages.fees(conn, shortcode, start, start + dt.timedelta(days=1))
     click.echo(f"{day:%Y-%m-%d} {shortcode}: {count} messages, {total:,} {tariff.currency}")
 
@@ -228,11 +224,10 @@ def accounts_group() -> None:
 @click.argument("username")
 def accounts_password_changed(username: str) -> None:
     """Record that USERNAME set a password of their own (rotation stops)."""
-    import psycopg
 
     from services.stores import accounts
 
-    with psycopg.connect(database_url()) as conn:
+    with connect() as conn:
         if not accounts.password_changed(conn, username, dt.datetime.now(dt.UTC)):
             raise click.ClickException(f"no account {username}")
     click.echo(f"{username}: password change recorded")

@@ -6,7 +6,7 @@ import datetime as dt
 
 import click
 
-from workers.cli.common import age, database_url
+from workers.cli.common import age, connect
 from workers.settings import load_settings
 
 
@@ -17,7 +17,6 @@ from workers.settings import load_settings
 @click.option("--dry-run", is_flag=True, help="Count what would be purged, change nothing")
 def purge(older_than: str | None, dry_run: bool) -> None:
     """Remove the texts and phone numbers of old messages, keeping their counts."""
-    import psycopg
 
     from workers import redis_urls, retention
 
@@ -27,7 +26,7 @@ def purge(older_than: str | None, dry_run: bool) -> None:
                                    "--older-than")
     limit = age(older_than) if older_than else dt.timedelta(days=settings.retention_days)
     before = dt.datetime.now(dt.UTC) - limit
-    with psycopg.connect(database_url(), autocommit=True) as conn:
+    with connect(autocommit=True) as conn:
         due = retention.due(conn, before)
         click.echo(f"older than {before:%Y-%m-%d %H:%M:%S} UTC: {due.inbound:,} inbound "
                    f"messages and {due.outbound:,} SMS to purge, {due.in_flight:,} still in "

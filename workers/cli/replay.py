@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
-from workers.cli.common import database_url
+from workers.cli.common import connect
 from workers.settings import load_settings
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ def export(since: str, until: str, out: str | None) -> None:
 
     A reply that carries a password or code is exported as null with "sealed": true.
     """
-    import psycopg
 
     from workers import replay as rp
 
@@ -47,7 +46,7 @@ def export(since: str, until: str, out: str | None) -> None:
     if end <= start:
         raise click.BadParameter("must be after --since", param_hint="--until")
     count = 0
-    with psycopg.connect(database_url()) as conn, _output(out) as f:
+    with connect() as conn, _output(out) as f:
         for message in rp.export(conn, start, end):
             f.write(json.dumps(message, ensure_ascii=False) + "\n")
             count += 1
@@ -99,7 +98,6 @@ def replay(files: tuple[str, ...], mode: str | None, rate: float | None, report:
     The run is checkpointed in PostgreSQL and runs on the `replay` queue, which its
     own worker consumes; Ctrl-C stops it, and --resume RUN_ID continues it.
     """
-    import psycopg
 
     from workers import replay as rp
     from workers.app import create_app
@@ -108,14 +106,13 @@ def replay(files: tuple[str, ...], mode: str | None, rate: float | None, report:
     if resume is None and not files:
         raise click.UsageError("give log files to replay, or --resume RUN_ID")
     settings = load_settings()
-    url = database_url()
     celery = create_app(settings)
     task.ensure_queue(celery)
     if not task.consumers(celery):
         raise click.ClickException(
             "no worker consumes the replay queue; start one, e.g. `celery -A workers.celery_app "
             "worker -Q replay,callbacks -n replay@%h --pool threads --concurrency 2`")
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(autocommit=True) as conn:
         if resume is not None:
             run = rp.get_run(conn, resume)
             if run is None:

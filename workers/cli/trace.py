@@ -7,7 +7,7 @@ import json
 
 import click
 
-from workers.cli.common import age, cli_operator, database_url
+from workers.cli.common import age, cli_operator, connect
 from workers.settings import load_settings
 
 
@@ -25,7 +25,6 @@ def trace(phone: str | None, inbound: int | None, outbound: int | None, external
     """The timeline of each message of PHONE (any form: 87010000001, +7 701 000 0001), or of
     one id: received, parsed, each reply part's states and receipt, dead letters, replays,
     suppressions. Numbers, IINs and plates masked."""
-    import psycopg
 
     from parsers import KeywordIndex
     from services.registry import default_registry
@@ -49,7 +48,7 @@ def trace(phone: str | None, inbound: int | None, outbound: int | None, external
         raise click.BadParameter("not a phone number of the senders' countries",
                                  param_hint="PHONE")
     index = KeywordIndex.build(default_registry(), settings.shortcodes)
-    with psycopg.connect(database_url(), autocommit=True) as conn:
+    with connect(autocommit=True) as conn:
         audit.record(conn, cli_operator(), "search",
                      *timeline.asked(query, settings.key(), settings.regions.values()))
         items = timeline.timelines(conn, index, settings.key(), query, settings.regions.values())

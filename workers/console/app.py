@@ -58,7 +58,8 @@ class Console:
         self.csrf_key = sessions.csrf_key(self.key)
         self.phone = retention.masker(retention.digest_key(self.key))
         self.pool = db.create_pool(settings.database_url, max_size=4, name="govsms-console",
-                                   statement_timeout_ms=settings.statement_timeout_ms)
+                                   statement_timeout_ms=settings.statement_timeout_ms,
+                                   transaction_pooler=settings.database_transaction_pooler)
         self.redis = redis_urls.client(settings.redis_url, socket_timeout=2,
                                        socket_connect_timeout=2)
         self.celery = create_celery(settings)

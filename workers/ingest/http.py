@@ -103,7 +103,8 @@ def create_app(settings: Settings, *, celery: Celery | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = db.create_pool(settings.database_url or "", max_size=10, name="ingest",
-                              statement_timeout_ms=settings.statement_timeout_ms)
+                              statement_timeout_ms=settings.statement_timeout_ms,
+                              transaction_pooler=settings.database_transaction_pooler)
         broker = celery or create_celery(settings, broker_timeout_s=BROKER_TIMEOUT_S)
         limits = redis_urls.client(settings.redis_url or "", socket_timeout=2,
                                    socket_connect_timeout=2)

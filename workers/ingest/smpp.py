@@ -315,7 +315,8 @@ def run(settings: Settings, database_url: str, stop: threading.Event | None = No
     """Receive on `settings.smpp_receiver` into the message store at `database_url` until
     `stop` is set (or forever); a store that fails raises psycopg's error."""
     pool = db.create_pool(database_url, statement_timeout_ms=settings.statement_timeout_ms,
-                          name="smpp-ingest")
+                          name="smpp-ingest",
+                          transaction_pooler=settings.database_transaction_pooler)
     on_message, on_receipt, on_dead_letter = store_callbacks(
         Ingest(settings, pool, create_app(settings)))
     try:

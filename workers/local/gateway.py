@@ -95,6 +95,8 @@ def child_env(settings: Settings, *, carry_secrets: bool = False,
     env = {**(os.environ if base is None else base),
            "GOVSMS_REDIS_URL": settings.redis_url or "",
            "GOVSMS_DATABASE_URL": settings.database_url or "",
+           "GOVSMS_DATABASE_TRANSACTION_POOLER":
+               str(settings.database_transaction_pooler).lower(),
            "GOVSMS_DATA_DIR": str(settings.data_dir), "GOVSMS_TRANSPORT": settings.transport_url,
            "GOVSMS_HTTP_HOST": settings.http_host, "GOVSMS_HTTP_PORT": str(settings.http_port),
            "GOVSMS_CONSOLE_HOST": settings.console_host,

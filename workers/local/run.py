@@ -13,8 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
-
 from replies.masking import redact_secrets
 from services.stores import mbg
 from workers import db, extracts
@@ -131,7 +129,7 @@ def _run(settings: Settings, demo: bool) -> int:
         applied = db.migrate(settings.database_migrate_url or database_url)
         log.info("migrations applied: %s", ", ".join(applied) or "none pending")
         if demo:
-            _seed_demo_once(database_url)
+            _seed_demo_once(database_url, settings.database_transaction_pooler)
         started = settings.model_copy(update={"redis_url": redis_url,
                                               "database_url": database_url, "data_dir": data_dir})
         try:
@@ -153,9 +151,9 @@ def _run(settings: Settings, demo: bool) -> int:
         runtime.unlink(missing_ok=True)
 
 
-def _seed_demo_once(database_url: str) -> None:
+def _seed_demo_once(database_url: str, transaction_pooler: bool) -> None:
     """Load the demo dataset on first start (when MBG is empty)."""
-    with psycopg.connect(database_url) as conn:
+    with db.connect(database_url, transaction_pooler=transaction_pooler) as conn:
         if not mbg.is_empty(conn):
             return
         text = json.dumps(demo_data.dataset(), default=str)
