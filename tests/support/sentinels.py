@@ -73,7 +73,7 @@ class SentinelGroup:
 
     def master(self) -> Node:
         """The server the sentinels name as master now."""
-        host, port = self.sentinels[0].client().sentinel_get_master_addr_by_name(MASTER)
+        _, port = self.sentinels[0].client().sentinel_get_master_addr_by_name(MASTER)
         return next(s for s in self.servers if s.port == int(port))
 
     def wait_replicated(self) -> None:
