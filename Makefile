@@ -14,9 +14,11 @@ run: install servers
 test: install servers peers
 	$(PY) -m pytest -m "not slow"
 
-# The whole fault suite, each scenario printing its figures; OTP and secrets scans with it.
+# The whole fault suite, each scenario printing its figures; OTP and secrets scans with it;
+# then the end-to-end tests once more with every connection through PgBouncer.
 faults: install servers peers
 	$(PY) -m pytest -s tests/faults tests/workers/ingest/test_client_api.py tests/e2e/test_e2e_accounts.py
+	GOVSMS_TEST_PGBOUNCER=1 $(PY) -m pytest -m "not slow" tests/e2e
 
 # Needs Kannel (peers) for its Kannel figures, Redis and PostgreSQL binaries (servers).
 bench: install servers peers

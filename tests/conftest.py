@@ -136,7 +136,8 @@ def redis_url(redis_server: str) -> Iterator[str]:
 @pytest.fixture
 def conn(database_url: str) -> Iterator[psycopg.Connection]:
     """A connection to the session database, emptied before the test."""
-    with psycopg.connect(database_url, autocommit=True) as connection:
+    # No prepared statements: the e2e tests may run through a transaction-mode PgBouncer.
+    with psycopg.connect(database_url, autocommit=True, prepare_threshold=None) as connection:
         for attempt in range(5):
             try:  # a worker of the previous test may still hold a row lock or two
                 connection.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")

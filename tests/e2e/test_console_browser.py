@@ -42,6 +42,8 @@ def console(database_url, redis_client, tmp_path) -> Iterator[str]:
            "GOVSMS_REDIS_URL": f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}",
            "GOVSMS_SECRET_KEY": KEY, "GOVSMS_BRIDGE_SECRET": SECRET,
            "GOVSMS_CONSOLE_PORT": str(port),
+           "GOVSMS_DATABASE_TRANSACTION_POOLER":
+               os.environ.get("GOVSMS_DATABASE_TRANSACTION_POOLER", "false"),
            "GOVSMS_OPERATORS": json.dumps({NAME: operators.hashed(NAME, PASSWORD)})}
     log = tmp_path / "console.log"
     process = subprocess.Popen([sys.executable, "-m", "workers.cli", "console"], env=env,

@@ -12,7 +12,7 @@ from replies.templates import Templates
 from services.registry import Registry, default_registry
 from tests.support.keys import KEY
 from workers import db, messages, pipeline
-from workers.settings import DEFAULT_SHORTCODES
+from workers.settings import DEFAULT_SHORTCODES, Settings
 from workers.suppression import Guard
 
 PHONE = "+77011234567"
@@ -23,7 +23,8 @@ def make_pipeline(database_url: str, registry: Registry | None = None) -> pipeli
     shortcodes = DEFAULT_SHORTCODES if registry is None else {"1414": [s.name for s in registry]}
     registry = registry or default_registry()
     return pipeline.Pipeline(
-        pool=db.create_pool(database_url, statement_timeout_ms=2000),
+        pool=db.create_pool(database_url, statement_timeout_ms=2000,
+                            transaction_pooler=Settings().database_transaction_pooler),
         index=KeywordIndex.build(registry, shortcodes),
         registry=registry, templates=Templates.load(), sla=dt.timedelta(seconds=60),
         sealer=Sealer(KEY), senders={"account_registration": "8188"},
