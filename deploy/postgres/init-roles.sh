@@ -17,4 +17,7 @@ GRANT USAGE, CREATE ON SCHEMA public TO govsms;
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" GRANT USAGE ON SCHEMAS TO govsms;
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO govsms;
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" GRANT USAGE, SELECT ON SEQUENCES TO govsms;
+-- The statement timeout on the role: through PgBouncer in transaction mode
+-- (compose.ha.yaml) no connection can carry its own (docs/deploy.md).
+ALTER ROLE govsms SET statement_timeout = '5s';
 SQL

@@ -387,3 +387,53 @@ def test_the_guide_names_every_process_and_the_setting_that_places_flower():
         assert f"| {name} |" in text, name
     assert "GOVSMS_FLOWER_HOST" in text
     assert "GOVSMS_HTTP_HOST` is the listen address of both" not in text
+
+
+def test_the_ha_override_sends_every_process_through_the_sentinels_and_pgbouncer():
+    from workers.redis_urls import sentinel_target
+
+    base = compose()["services"]
+    ha = yaml.safe_load((DEPLOY / "compose.ha.yaml").read_text())["services"]
+    sentinels = {name for name, s in ha.items() if "--sentinel" in str(s.get("command"))}
+    assert len(sentinels) == 3
+    for name, service in base.items():
+        if service.get("image", "").split(":")[0] != "govsms" or name == "migrate":
+            continue
+        env = {**(service.get("environment") or {}), **ha[name]["environment"]}
+        target = sentinel_target(env["GOVSMS_REDIS_URL"])
+        assert target is not None and {h for h, _ in target.sentinels} == sentinels, name
+        Settings(redis_url=env["GOVSMS_REDIS_URL"])  # a URL the settings take
+        if "GOVSMS_DATABASE_URL" in (service.get("environment") or {}):
+            assert "@pgbouncer:6432/" in env["GOVSMS_DATABASE_URL"], name
+            assert env["GOVSMS_DATABASE_TRANSACTION_POOLER"] == "true", name
+    for name in sentinels:  # each watches the master the URL names, with a quorum of two
+        assert f"sentinel monitor {target.master} redis 6379 2" in ha[name]["command"][-1]
+    assert "--replicaof" in ha["redis-replica"]["command"]
+    # The migration keeps its direct URL: its advisory lock needs a session.
+    assert "migrate" not in ha
+    assert "@postgres:5432/" in base["migrate"]["environment"]["GOVSMS_DATABASE_MIGRATE_URL"]
+
+
+def test_the_kubernetes_ha_overlay_patches_redis_and_postgresql_and_runs_pgbouncer_locked_down():
+    from workers.redis_urls import sentinel_target
+
+    folder = DEPLOY / "k8s" / "ha"
+    overlay = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    assert overlay["resources"][0] == "../"
+    patched = {d["metadata"]["name"]: d for d in
+               yaml.safe_load_all((folder / "config.yaml").read_text())}
+    base = {d["metadata"]["name"] for d in manifests()}
+    assert set(patched) <= base  # patches of what the base has, nothing new by mistake
+    assert patched["govsms-config"]["data"]["GOVSMS_DATABASE_TRANSACTION_POOLER"] == "true"
+    target = sentinel_target(patched["govsms-redis"]["stringData"]["GOVSMS_REDIS_URL"])
+    assert target is not None and len(target.sentinels) == 3
+    assert "@govsms-pgbouncer.govsms.svc:6432/" in \
+        patched["govsms-database"]["stringData"]["GOVSMS_DATABASE_URL"]
+    docs = list(yaml.safe_load_all((folder / "pgbouncer.yaml").read_text()))
+    [pod] = _pods(docs).values()
+    [container] = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    [policy] = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 6432}]
