@@ -39,8 +39,8 @@ class PgBouncer:
     def start(self) -> PgBouncer:
         argv = [PGBOUNCER, *(["-u", self.user] if self.user else []),
                 str(self.folder / "pgbouncer.ini")]
-        self.process = subprocess.Popen(argv, stdout=(self.folder / "out.log").open("ab"),
-                                        stderr=subprocess.STDOUT)
+        with (self.folder / "out.log").open("ab") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while True:
             try:

@@ -32,9 +32,9 @@ class Node:
 
     def start(self) -> Node:
         argv = [redis_binary(), str(self.config), *(["--sentinel"] if self.sentinel else [])]
-        log = (self.config.parent / "out.log").open("ab")
-        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                        cwd=self.config.parent)
+        with (self.config.parent / "out.log").open("ab") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                            cwd=self.config.parent)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

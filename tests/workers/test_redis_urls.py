@@ -5,13 +5,19 @@ the old master rejoining as a replica: tests/faults/test_sentinel_faults.py)."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 import redis
+from redbeat.schedulers import get_redis
 
+from tests.support.keys import KEY, SECRET
 from tests.support.sentinels import sentinel_group
+from tests.support.tls import certificates
 from workers import redis_urls
+from workers.app import create_app
+from workers.local.embedded import free_port, redis_binary
 from workers.redis_urls import BadRedisUrl, SentinelTarget, sentinel_target
 from workers.settings import RefusedSetting, Settings
 
@@ -81,3 +87,37 @@ def test_a_client_through_the_sentinels_follows_a_failover(tmp_path):
         assert new is not old and new.role() == "master"
         assert client.get("before") == b"1"  # replicated before the kill: not lost
 
+
+
+def test_over_tls_the_server_is_checked_and_every_client_gets_through(tmp_path):
+    tls = certificates(tmp_path)
+    port = free_port()
+    server = subprocess.Popen([redis_binary(), "--port", "0", "--tls-port", str(port),
+                               "--tls-cert-file", str(tls.cert), "--tls-key-file", str(tls.key),
+                               "--tls-ca-cert-file", str(tls.ca), "--tls-auth-clients", "no",
+                               "--save", "", "--bind", "127.0.0.1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={tls.ca}"
+    try:
+        client = redis_urls.client(url, socket_timeout=2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "no TLS Redis"
+                time.sleep(0.1)
+        # A server whose certificate the client cannot check is refused.
+        with pytest.raises(redis.ConnectionError):
+            redis_urls.client(f"rediss://127.0.0.1:{port}/0", socket_timeout=2).ping()
+        # Celery's broker (told to check the certificate) and RedBeat get through too.
+        app = create_app(Settings(redis_url=url, database_url="unused", bridge_secret=SECRET,
+                                  secret_key=KEY))
+        assert app.conf.broker_url.endswith("ssl_cert_reqs=required")
+        app.send_task("govsms.dispatch", args=[[1]], queue="inbound")
+        assert client.llen("inbound") == 1
+        assert get_redis(app).ping()
+    finally:
+        server.kill()
+        server.wait()
