@@ -132,8 +132,8 @@ def celery_broker(url: str) -> tuple[str, dict[str, Any]]:
 def redbeat(url: str) -> dict[str, Any]:
     """Celery settings for RedBeat (beat's schedule and lock) on `url`: its own sentinel form."""
     target = sentinel_target(url)
-    if target is None:
-        return {"redbeat_redis_url": url}
+    if target is None:  # its own (empty) options: RedBeat would fall back to the broker's
+        return {"redbeat_redis_url": url, "redbeat_redis_options": {}}
     options: dict[str, Any] = {"sentinels": target.sentinels, "service_name": target.master,
                                "db": target.db, "password": target.password,
                                "socket_timeout": 5.0}

@@ -62,7 +62,8 @@ def test_celery_and_redbeat_get_their_own_forms():
     assert redis_urls.celery_broker("rediss://h:6380/0") == (
         "rediss://h:6380/0?ssl_cert_reqs=required", {})
     assert redis_urls.celery_broker("rediss://h/0?ssl_cert_reqs=none")[0].count("ssl_") == 1
-    assert redis_urls.redbeat("redis://h:6379/0") == {"redbeat_redis_url": "redis://h:6379/0"}
+    assert redis_urls.redbeat("redis://h:6379/0") == {"redbeat_redis_url": "redis://h:6379/0",
+                                                       "redbeat_redis_options": {}}
 
 
 def test_a_client_through_the_sentinels_follows_a_failover(tmp_path):
