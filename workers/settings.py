@@ -300,11 +300,6 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def migrate_url(self) -> str | None:
-        """Where the migrations run: their own URL, else the message store's."""
-        return self.database_migrate_url or self.database_url
-
-    @property
     def outbox(self) -> Path:
         """The file transport's default path."""
         return self.data_dir / "outbox.jsonl"

@@ -99,6 +99,7 @@ class Console:
                                    self.settings.regions.values())
 
     def close(self) -> None:
+        """Close the pool and the Redis client (the app's lifespan ends)."""
         self.pool.close()
         self.redis.close()
 
@@ -285,10 +286,12 @@ def audit_page(console: Console, request: Request) -> Response:
 
 
 def healthz(_: Request) -> Response:
+    """Alive (no session needed): what `govsms run` waits for."""
     return PlainTextResponse("alive")
 
 
 def stylesheet(_: Request) -> Response:
+    """The one stylesheet (no session needed: the sign-in page uses it), cached an hour."""
     css = (resources.files("workers.console") / "console.css").read_text(encoding="utf-8")
     return Response(css, media_type="text/css", headers={"cache-control": "max-age=3600"})
 
