@@ -47,6 +47,9 @@ def through(bouncer: PgBouncer, database_url: str) -> str:
     return bouncer.conninfo(conninfo_to_dict(database_url)["dbname"])
 
 
+# Slow: make faults runs it, and every end-to-end test once more through PgBouncer; make
+# test keeps the quick proof below that a transaction-mode pooler needs the setting.
+@pytest.mark.slow
 def test_the_gateway_answers_through_pgbouncer_in_transaction_mode(bouncer, database_url,
                                                                    redis_url, gateway_on,
                                                                    conn):
