@@ -5,8 +5,8 @@ RedBeat extends its lock at every tick with no retry: when the master dies, the 
 raises and beat exits, and until something restarts it nothing runs the reconciler.
 Here a tick that meets an unreachable Redis (or a master not found yet through the
 sentinels) waits RETRY_S and ticks again; a lock whose key went with the old master
-(replication is asynchronous) is taken again, or waited for, as at start, should another
-beat have taken it meanwhile.
+(replication is asynchronous) or with an emptied Redis is taken again, or waited for, as
+at start, should another beat have taken it meanwhile, and the schedule written again.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ class Scheduler(RedBeatScheduler):
                         type(error).__name__, RETRY_S)
             return RETRY_S
         except LockNotOwnedError:
-            log.warning("beat: its lock is gone (a Redis failover); taking it again")
-            self.lock.acquire()  # blocks while another beat holds it, as at start
+            # Redis lost the lock's key, and with it the schedule's (a failover to a replica
+            # that had not caught up, an emptied Redis): take the lock again (waiting while
+            # another beat holds it, as at start), then write the schedule again.
+            log.warning("beat: its lock is gone (Redis lost its data); taking it again")
+            self.lock.acquire()
+            self.setup_schedule()
             return 0.0
