@@ -115,14 +115,22 @@ def _reply(p: Pipeline, row: messages.Inbound, reply: Reply) -> messages.NewRepl
                              reply.outcome, row.received_at + p.sla)
 
 
+@contextmanager
+def _store() -> Iterator[None]:
+    """A store that cannot be reached (a refused connection, a pool's timeout) is
+    StoreUnavailable: retryable, never the message's fault."""
+    try:
+        yield
+    except psycopg.OperationalError as error:  # PoolTimeout too
+        raise StoreUnavailable(type(error).__name__) from error
+
+
 def dispatch(p: Pipeline, ids: list[int]) -> Dispatched:
     """Parse each message: answer those that name no service, route the rest to their service;
     those the guard says get no reply are recorded as suppressed (suppression.py)."""
     out = Dispatched()
-    try:
+    with _store():
         _dispatch(p, ids, out)
-    except psycopg.OperationalError as error:
-        raise StoreUnavailable(type(error).__name__) from error
     return out
 
 
@@ -178,13 +186,11 @@ def answer(p: Pipeline, service: str, ids: list[int]) -> list[int]:
     (the look-ups of every message at once); only when a handler fails is it rolled back
     and run again a message at a time, with a savepoint around each.
     """
-    try:
+    with _store():
         try:
             return _answer(p, service, ids, isolated=False)
         except _HandlerFailed:
             return _answer(p, service, ids, isolated=True)
-    except psycopg.OperationalError as error:
-        raise StoreUnavailable(f"{type(error).__name__}") from error
 
 
 def _answer(p: Pipeline, service: str, ids: list[int], *, isolated: bool) -> list[int]:
@@ -286,18 +292,11 @@ def deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: lis
     never sent twice. StoreUnavailable when the message store cannot be reached: what was
     claimed and sent but not recorded then is a crash's part, as above.
     """
-    try:
-        return _deliver(pool, transport, sealer, ids, stale_s, budget_s)
-    except psycopg.OperationalError as error:  # PoolTimeout too
-        raise StoreUnavailable(type(error).__name__) from error
-
-
-def _deliver(pool: ConnectionPool, transport: Transport, sealer: Sealer, ids: list[int],
-             stale_s: float, budget_s: float) -> Delivered:
     out = Delivered()
     until = time.monotonic() + budget_s
     window = max(1, getattr(transport, "window", 1))
-    with db.autocommit(pool) as conn:  # each record below is one statement: its own commit
+    # Each record below is one statement: its own commit.
+    with _store(), db.autocommit(pool) as conn:
         claimed, out.busy = messages.claim_many(conn, ids, stale_s)
         for n in range(0, len(claimed), window):
             if n and time.monotonic() > until:  # a slow link must not hold a batch past

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from workers.settings import load_settings
+from workers.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     import psycopg
@@ -21,13 +21,14 @@ def connect(**kwargs: Any) -> psycopg.Connection:
     """A connection to the message store (`database_url`), as the settings say to reach it."""
     from workers import db
 
-    return db.connect(database_url(), transaction_pooler=load_settings().database_transaction_pooler,
-                      **kwargs)
+    settings = load_settings()
+    return db.connect(database_url(settings),
+                      transaction_pooler=settings.database_transaction_pooler, **kwargs)
 
 
-def database_url() -> str:
+def database_url(settings: Settings | None = None) -> str:
     """The message store's URL from the settings (or a running `govsms run`)."""
-    url = load_settings().database_url
+    url = (settings or load_settings()).database_url
     if not url:
         raise click.ClickException("no database: set GOVSMS_DATABASE_URL or start `govsms run`")
     return url

@@ -20,7 +20,8 @@ def db_migrate() -> None:
     """Apply the migrations not yet applied (on GOVSMS_DATABASE_MIGRATE_URL when set)."""
     from workers import db as database
 
-    applied = database.migrate(load_settings().database_migrate_url or database_url())
+    settings = load_settings()
+    applied = database.migrate(settings.database_migrate_url or database_url(settings))
     click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
 
 
@@ -47,7 +48,6 @@ def db_seed_demo(persons: int, out: str | None) -> None:
 
 
 def _load(text: str, name: str) -> None:
-
     from workers import extracts
 
     try:

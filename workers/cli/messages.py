@@ -129,7 +129,6 @@ def dead_letters() -> None:
 @click.option("--all", "include_replayed", is_flag=True, help="Include replayed ones")
 def dead_letters_list(include_replayed: bool) -> None:
     """One line per dead letter: id, when, task, inbound/outbound ids, reason."""
-
     from workers import messages
 
     with connect() as conn:
@@ -145,7 +144,6 @@ def dead_letters_list(include_replayed: bool) -> None:
 @click.argument("dead_letter_id", type=int)
 def dead_letters_show(dead_letter_id: int) -> None:
     """A dead letter with its message, phone numbers masked."""
-
     from replies.masking import mask_digits
     from workers import messages
 
@@ -171,7 +169,6 @@ def dead_letters_show(dead_letter_id: int) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="Replay every open dead letter")
 def dead_letters_replay(dead_letter_id: int | None, replay_all: bool) -> None:
     """Queue a dead letter (or all open ones) again through the pipeline."""
-
     from workers import audit
     from workers.app import create_app
     from workers.tasks import replay_dead_letters
@@ -202,7 +199,6 @@ def report() -> None:
 @click.option("--shortcode", default="8188", show_default=True)
 def report_fees(day: dt.datetime, shortcode: str) -> None:
     """MOs charged on a short code that day (in the tariff's time zone): count and total."""
-
     from workers import messages
 
     tariff = load_settings().tariffs.get(shortcode)
@@ -224,7 +220,6 @@ def accounts_group() -> None:
 @click.argument("username")
 def accounts_password_changed(username: str) -> None:
     """Record that USERNAME set a password of their own (rotation stops)."""
-
     from services.stores import accounts
 
     with connect() as conn:

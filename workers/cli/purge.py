@@ -17,7 +17,6 @@ from workers.settings import load_settings
 @click.option("--dry-run", is_flag=True, help="Count what would be purged, change nothing")
 def purge(older_than: str | None, dry_run: bool) -> None:
     """Remove the texts and phone numbers of old messages, keeping their counts."""
-
     from workers import redis_urls, retention
 
     settings = load_settings()

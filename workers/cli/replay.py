@@ -39,7 +39,6 @@ def export(since: str, until: str, out: str | None) -> None:
 
     A reply that carries a password or code is exported as null with "sealed": true.
     """
-
     from workers import replay as rp
 
     start, end = _instant(since, "--since"), _instant(until, "--until")
@@ -98,7 +97,6 @@ def replay(files: tuple[str, ...], mode: str | None, rate: float | None, report:
     The run is checkpointed in PostgreSQL and runs on the `replay` queue, which its
     own worker consumes; Ctrl-C stops it, and --resume RUN_ID continues it.
     """
-
     from workers import replay as rp
     from workers.app import create_app
     from workers.replay import task

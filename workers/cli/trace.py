@@ -25,7 +25,6 @@ def trace(phone: str | None, inbound: int | None, outbound: int | None, external
     """The timeline of each message of PHONE (any form: 87010000001, +7 701 000 0001), or of
     one id: received, parsed, each reply part's states and receipt, dead letters, replays,
     suppressions. Numbers, IINs and plates masked."""
-
     from parsers import KeywordIndex
     from services.registry import default_registry
     from workers import audit

@@ -86,6 +86,10 @@ class Console:
             request, template, {"operator": request.state.operator, "csrf": csrf,
                                 "csrf_field": CSRF_FIELD, **context}, status_code=status)
 
+    def missing(self, request: Request, what: str) -> Response:
+        """404: there is no `what`."""
+        return self.page(request, "missing.html", what=what, status=404)
+
     def record(self, request: Request, action: str, asked: str,
                phone: audit.Phone | None = None) -> None:
         """Write down what the signed-in operator did."""
@@ -208,13 +212,12 @@ def message_page(console: Console, request: Request) -> Response:
     """One message's timeline, by its inbound or outbound id."""
     table, message_id = request.path_params["table"], request.path_params["id"]
     if table not in ("inbound", "outbound"):
-        return console.page(request, "missing.html", what="such a page", status=404)
+        return console.missing(request, "such a page")
     query = trace.Query(**{table: message_id})
     console.record(request, "view", f"{table} {message_id}")
     items = console.timelines(query)
     if not items:
-        return console.page(request, "missing.html", what=f"{table} message {message_id}",
-                            status=404)
+        return console.missing(request, f"{table} message {message_id}")
     return console.page(request, "message.html", asked=f"{table} {message_id}", items=items)
 
 
@@ -233,8 +236,7 @@ def dead_letter_page(console: Console, request: Request) -> Response:
     with db.autocommit(console.pool) as conn:
         found = messages.dead_letters(conn, dead_letter_id=letter_id)
         if not found:
-            return console.page(request, "missing.html", what=f"dead letter {letter_id}",
-                                status=404)
+            return console.missing(request, f"dead letter {letter_id}")
         letter = found[0]
         described = [(table, message_id, {k: mask_digits(str(v)) for k, v in
                                           messages.describe(conn, table, message_id).items()})
@@ -252,8 +254,7 @@ def replay(console: Console, request: Request) -> Response:
     with db.autocommit(console.pool) as conn:
         done = replay_dead_letters(console.celery, conn, letter_id)
     if done is None:
-        return console.page(request, "missing.html", what=f"dead letter {letter_id}",
-                            status=404)
+        return console.missing(request, f"dead letter {letter_id}")
     console.record(request, "replay", f"dead letter {letter_id}")
     return RedirectResponse(f"/dead-letters/{letter_id}?replayed=1", status_code=303)
 
